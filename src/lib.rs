@@ -1,0 +1,24 @@
+//! pgsub: a standalone PostgreSQL logical-replication subscriber.
+//!
+//! pgsub opens its own replication connection to a source server, decodes the `pgoutput`
+//! stream itself and keeps byte-level account of every message and position. The layers,
+//! top to bottom as data flows:
+//!
+//! ```text
+//!   conninfo   connection strings, PG* variables, ~/.pgpass, redaction
+//!   conn       socket, TLS, startup, authentication, simple query, CopyBoth   (I/O)
+//!   protocol   frames, backend messages, XLogData / keepalive / status update (no I/O)
+//!   pgoutput   Begin, Relation, Insert, … Stream*, *Prepare, protocol 1–4    (no I/O)
+//!   stream     received / applied / acknowledged positions, byte accounting  (no I/O)
+//!   record     recording files of raw replication streams
+//!   cli        the `pgsub` commands
+//! ```
+//!
+//! See `DESIGN.md` in the repository for the command-line contract and the rules on
+//! positions; [`lsn`] explains why only certain positions may be acknowledged.
+
+pub mod lsn;
+pub mod pgoutput;
+pub mod protocol;
+
+pub use lsn::Lsn;

@@ -1,0 +1,22 @@
+//! The PostgreSQL wire protocol as pgsub speaks it, without I/O.
+//!
+//! ```text
+//!   socket bytes ──► frame::FrameDecoder ──► Frame{tag, body} ──► backend::BackendMessage
+//!                                                   │ CopyData payload
+//!                                                   ▼
+//!                                  replication::ReplicationMessage {XLogData, PrimaryKeepalive}
+//!                                                   │ XLogData.data
+//!                                                   ▼
+//!                                         crate::pgoutput::Decoder
+//! ```
+//!
+//! Everything here takes `Bytes` and returns typed values or a [`reader::DecodeError`];
+//! nothing reads a socket, nothing panics, nothing allocates from an unchecked length.
+
+pub mod backend;
+pub mod frame;
+pub mod reader;
+pub mod replication;
+pub mod time;
+
+pub use reader::{DecodeError, DecodeErrorKind};
