@@ -17,8 +17,13 @@
 //! See `DESIGN.md` in the repository for the command-line contract and the rules on
 //! positions; [`lsn`] explains why only certain positions may be acknowledged.
 
+pub mod cluster;
+pub mod conninfo;
+pub mod json;
 pub mod lsn;
 pub mod pgoutput;
 pub mod protocol;
+pub mod record;
+pub mod stream;
 
 pub use lsn::Lsn;
