@@ -1,1 +1,2 @@
+//! Decode throughput benchmark (written later in this change).
 fn main() {}

@@ -86,7 +86,9 @@ pub fn message(header: &XLogHeader, msg: &PgOutput, relations: &RelationCache) -
         o.insert("relid".into(), json!(relid));
         o.insert(
             "relation".into(),
-            relations.qualified_name(relid).map_or(Value::Null, Value::String),
+            relations
+                .qualified_name(relid)
+                .map_or(Value::Null, Value::String),
         );
         relations.get(relid)
     };
@@ -108,7 +110,10 @@ pub fn message(header: &XLogHeader, msg: &PgOutput, relations: &RelationCache) -
         PgOutput::Relation(m) => {
             xid(&mut o, m.xid);
             o.insert("relid".into(), json!(m.relid));
-            o.insert("relation".into(), json!(format!("{}.{}", m.schema(), m.name)));
+            o.insert(
+                "relation".into(),
+                json!(format!("{}.{}", m.schema(), m.name)),
+            );
             o.insert("replica_identity".into(), json!(m.replica_identity));
             let cols: Vec<Value> = m
                 .columns
@@ -121,7 +126,11 @@ pub fn message(header: &XLogHeader, msg: &PgOutput, relations: &RelationCache) -
                         "key": c.is_key(),
                     });
                     if let Some(t) = relations.get_type(c.type_oid) {
-                        let ns = if t.namespace.is_empty() { "pg_catalog" } else { &t.namespace };
+                        let ns = if t.namespace.is_empty() {
+                            "pg_catalog"
+                        } else {
+                            &t.namespace
+                        };
                         col["type"] = json!(format!("{ns}.{}", t.name));
                     }
                     col
@@ -159,7 +168,11 @@ pub fn message(header: &XLogHeader, msg: &PgOutput, relations: &RelationCache) -
             let names: Vec<Value> = m
                 .relids
                 .iter()
-                .map(|r| relations.qualified_name(*r).map_or(Value::Null, Value::String))
+                .map(|r| {
+                    relations
+                        .qualified_name(*r)
+                        .map_or(Value::Null, Value::String)
+                })
                 .collect();
             o.insert("relations".into(), Value::Array(names));
             o.insert("cascade".into(), json!(m.cascade()));

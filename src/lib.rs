@@ -17,13 +17,17 @@
 //! See `DESIGN.md` in the repository for the command-line contract and the rules on
 //! positions; [`lsn`] explains why only certain positions may be acknowledged.
 
+pub mod cli;
 pub mod cluster;
+pub mod conn;
 pub mod conninfo;
+pub mod error;
 pub mod json;
 pub mod lsn;
 pub mod pgoutput;
 pub mod protocol;
 pub mod record;
+pub mod source;
 pub mod stream;
 
 pub use lsn::Lsn;

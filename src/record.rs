@@ -78,7 +78,9 @@ pub enum RecordError {
         path: String,
     },
     /// A format version this pgsub cannot read.
-    #[error("{path} is a recording of format version {version}; this pgsub reads version {FORMAT_VERSION}")]
+    #[error(
+        "{path} is a recording of format version {version}; this pgsub reads version {FORMAT_VERSION}"
+    )]
     UnsupportedVersion {
         /// The file.
         path: String,
@@ -128,7 +130,9 @@ pub enum RecordError {
         actual: u32,
     },
     /// A frame announces an impossible length.
-    #[error("{path}: frame {frame} at byte {offset} announces {len} bytes, more than the {MAX_FRAME_LEN} a frame may have: the file is corrupt")]
+    #[error(
+        "{path}: frame {frame} at byte {offset} announces {len} bytes, more than the {MAX_FRAME_LEN} a frame may have: the file is corrupt"
+    )]
     FrameTooLarge {
         /// The file.
         path: String,
@@ -140,7 +144,9 @@ pub enum RecordError {
         len: u32,
     },
     /// The file ends after a whole frame but without the end marker.
-    #[error("{path}: the recording ends after frame {frames} without its end marker (the recorder was stopped before it finished)")]
+    #[error(
+        "{path}: the recording ends after frame {frames} without its end marker (the recorder was stopped before it finished)"
+    )]
     MissingEndMarker {
         /// The file.
         path: String,
@@ -148,7 +154,9 @@ pub enum RecordError {
         frames: u64,
     },
     /// The end marker disagrees with the frames read.
-    #[error("{path}: the end marker counts {recorded} frames but {read} were read; the file is damaged")]
+    #[error(
+        "{path}: the end marker counts {recorded} frames but {read} were read; the file is damaged"
+    )]
     CountMismatch {
         /// The file.
         path: String,
@@ -201,7 +209,8 @@ impl<W: Write> Writer<W> {
         })?;
         out.write_all(MAGIC).map_err(io)?;
         out.write_all(&FORMAT_VERSION.to_be_bytes()).map_err(io)?;
-        out.write_all(&(json.len() as u32).to_be_bytes()).map_err(io)?;
+        out.write_all(&(json.len() as u32).to_be_bytes())
+            .map_err(io)?;
         out.write_all(&json).map_err(io)?;
         out.write_all(&crc32fast::hash(&json).to_be_bytes())
             .map_err(io)?;
@@ -525,7 +534,10 @@ mod tests {
         let bytes = recording(&[b"first"]);
         let cut = &bytes[..bytes.len() - 16];
         let err = read_all(cut).unwrap_err();
-        assert!(matches!(err, RecordError::MissingEndMarker { frames: 1, .. }), "{err}");
+        assert!(
+            matches!(err, RecordError::MissingEndMarker { frames: 1, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("after frame 1"));
     }
 
@@ -535,7 +547,17 @@ mod tests {
         let pos = bytes.len() - 16 - 3;
         bytes[pos] ^= 0x10;
         let err = read_all(&bytes).unwrap_err();
-        assert!(matches!(err, RecordError::CrcMismatch { frame: 2, len: 6, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                RecordError::CrcMismatch {
+                    frame: 2,
+                    len: 6,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -556,7 +578,10 @@ mod tests {
     fn damaged_header_is_detected() {
         let mut bytes = recording(&[]);
         bytes[20] ^= 1;
-        assert!(matches!(read_all(&bytes).unwrap_err(), RecordError::BadHeader { .. }));
+        assert!(matches!(
+            read_all(&bytes).unwrap_err(),
+            RecordError::BadHeader { .. }
+        ));
     }
 
     #[test]
@@ -579,10 +604,17 @@ mod tests {
         bytes[n - 12..n - 8].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
             read_all(&bytes).unwrap_err(),
-            RecordError::CountMismatch { recorded: 5, read: 1, .. }
+            RecordError::CountMismatch {
+                recorded: 5,
+                read: 1,
+                ..
+            }
         ));
         let mut bytes = recording(&[b"a"]);
         bytes.push(0);
-        assert!(matches!(read_all(&bytes).unwrap_err(), RecordError::TrailingData { .. }));
+        assert!(matches!(
+            read_all(&bytes).unwrap_err(),
+            RecordError::TrailingData { .. }
+        ));
     }
 }

@@ -87,26 +87,6 @@ impl FrameDecoder {
     }
 }
 
-impl tokio_util::codec::Decoder for FrameDecoder {
-    type Item = Frame;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        Ok(self.decode_frame(src)?)
-    }
-}
-
-/// Errors of the framing codec: bad bytes, or the socket failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The stream holds something that is not a backend message.
-    #[error("malformed message from the server: {0}")]
-    Decode(#[from] DecodeError),
-    /// Reading from the socket failed.
-    #[error("reading from the server failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// Appends a CopyData message carrying `payload`.
 pub fn write_copy_data(payload: &[u8], out: &mut BytesMut) {
     out.reserve(5 + payload.len());

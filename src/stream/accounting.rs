@@ -101,12 +101,20 @@ impl Accounting {
     /// Counts a keepalive payload.
     pub fn on_keepalive(&mut self, payload_len: usize, wal_end: Lsn) {
         self.keepalives.add(payload_len);
-        self.last_keepalive_wal_end = Some(self.last_keepalive_wal_end.unwrap_or_default().max(wal_end));
+        self.last_keepalive_wal_end =
+            Some(self.last_keepalive_wal_end.unwrap_or_default().max(wal_end));
     }
 
     /// Counts one XLogData with its decoded message; `payload_len` is the whole CopyData
-    /// payload, header included.
-    pub fn on_message(&mut self, wal_start: Lsn, payload_len: usize, msg: &PgOutput) {
+    /// payload, header included. `in_transaction` is false for messages outside any
+    /// transaction (non-transactional logical messages), which no transaction is charged for.
+    pub fn on_message(
+        &mut self,
+        wal_start: Lsn,
+        payload_len: usize,
+        msg: &PgOutput,
+        in_transaction: bool,
+    ) {
         self.xlog_data.add(payload_len);
         if !wal_start.is_zero() {
             self.first_wal = Some(self.first_wal.map_or(wal_start, |f| f.min(wal_start)));
@@ -114,8 +122,10 @@ impl Accounting {
         }
         let body = payload_len.saturating_sub(XLOG_DATA_HEADER_LEN);
         self.by_kind[kind_index(msg.kind())].add(body);
-        self.current_bytes += body as u64;
-        self.current_messages += 1;
+        if in_transaction {
+            self.current_bytes += body as u64;
+            self.current_messages += 1;
+        }
         match msg {
             PgOutput::Relation(r) => {
                 let e = self.relations.entry(r.relid).or_default();
@@ -169,7 +179,11 @@ impl Accounting {
         if self.frames.count != frames || self.frames.bytes != payload + 5 * frames {
             return Err(InvariantViolation(format!(
                 "{} frames of {} bytes do not match {} XLogData and {} keepalives of {} payload bytes",
-                self.frames.count, self.frames.bytes, self.xlog_data.count, self.keepalives.count, payload
+                self.frames.count,
+                self.frames.bytes,
+                self.xlog_data.count,
+                self.keepalives.count,
+                payload
             )));
         }
         let kinds: u64 = self.by_kind.iter().map(|c| c.bytes).sum();
@@ -197,7 +211,12 @@ impl Accounting {
                 counters: c.clone(),
             })
             .collect();
-        relations.sort_by(|a, b| a.counters.name.cmp(&b.counters.name).then(a.relid.cmp(&b.relid)));
+        relations.sort_by(|a, b| {
+            a.counters
+                .name
+                .cmp(&b.counters.name)
+                .then(a.relid.cmp(&b.relid))
+        });
         AccountingSummary {
             frames: self.frames,
             xlog_data: self.xlog_data,
@@ -278,7 +297,7 @@ mod tests {
             new: TupleData::from_columns(&[]),
         });
         a.on_frame(5 + 25 + 8);
-        a.on_message(Lsn(100), 25 + 8, &ins);
+        a.on_message(Lsn(100), 25 + 8, &ins, true);
         a.on_frame(5 + 18);
         a.on_keepalive(18, Lsn(200));
         a.check().unwrap();
@@ -302,10 +321,11 @@ mod tests {
             relid: 7,
             new: TupleData::from_columns(&[]),
         });
-        a.on_message(Lsn(1), 35, &ins);
+        a.on_message(Lsn(1), 35, &ins, true);
         a.on_unit_end();
-        a.on_message(Lsn(2), 35, &ins);
-        a.on_message(Lsn(3), 45, &ins);
+        a.on_message(Lsn(2), 35, &ins, true);
+        a.on_message(Lsn(3), 45, &ins, true);
+        a.on_message(Lsn(4), 99, &ins, false);
         a.on_unit_end();
         assert_eq!(a.transactions.count, 2);
         assert_eq!(a.transactions.largest_messages, 2);

@@ -146,7 +146,10 @@ impl Session {
                 self.relations
                     .on_message(&msg)
                     .map_err(|e| invariant(x.wal_start, e))?;
-                self.accounting.on_message(x.wal_start, payload_len, &msg);
+                let in_transaction =
+                    self.tracker.is_open() || matches!(boundary, Boundary::UnitEnd { .. });
+                self.accounting
+                    .on_message(x.wal_start, payload_len, &msg, in_transaction);
                 self.positions.on_xlog_data(x.wal_start, x.wal_end);
                 let unit_end = match boundary {
                     Boundary::UnitEnd { end_lsn } => {

@@ -31,7 +31,8 @@ impl RelationCache {
 
     /// `schema.table` of a relation.
     pub fn qualified_name(&self, relid: u32) -> Option<String> {
-        self.get(relid).map(|r| format!("{}.{}", r.schema(), r.name))
+        self.get(relid)
+            .map(|r| format!("{}.{}", r.schema(), r.name))
     }
 
     /// Updates the cache from `msg` and checks row messages against it.
@@ -44,9 +45,11 @@ impl RelationCache {
                 self.types.insert(t.type_oid, t.clone());
             }
             PgOutput::Insert(m) => self.check(msg, m.relid, [Some(&m.new), None])?,
-            PgOutput::Update(m) => {
-                self.check(msg, m.relid, [Some(&m.new), m.old.as_ref().map(|o| o.tuple())])?
-            }
+            PgOutput::Update(m) => self.check(
+                msg,
+                m.relid,
+                [Some(&m.new), m.old.as_ref().map(|o| o.tuple())],
+            )?,
             PgOutput::Delete(m) => self.check(msg, m.relid, [Some(m.old.tuple()), None])?,
             _ => {}
         }

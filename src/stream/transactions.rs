@@ -75,7 +75,10 @@ impl TransactionTracker {
         match msg {
             PgOutput::Begin(b) => {
                 if self.open.is_some() || self.stream_block.is_some() {
-                    return fail(format!("Begin of xid {} while a transaction is open", b.xid));
+                    return fail(format!(
+                        "Begin of xid {} while a transaction is open",
+                        b.xid
+                    ));
                 }
                 self.open = Some(Open::Regular {
                     final_lsn: b.final_lsn,
@@ -109,7 +112,12 @@ impl TransactionTracker {
                     self.open = None;
                     return Ok(Boundary::UnitEnd { end_lsn: p.end_lsn });
                 }
-                _ => return fail(format!("Prepare of xid {} without its Begin Prepare", p.xid)),
+                _ => {
+                    return fail(format!(
+                        "Prepare of xid {} without its Begin Prepare",
+                        p.xid
+                    ));
+                }
             },
             PgOutput::CommitPrepared(k) => {
                 self.expect_closed("Commit Prepared")?;
@@ -139,14 +147,20 @@ impl TransactionTracker {
             PgOutput::StreamCommit(c) => {
                 self.expect_closed("Stream Commit")?;
                 if !self.streamed.remove(&c.xid) {
-                    return fail(format!("Stream Commit of xid {} that was never streamed", c.xid));
+                    return fail(format!(
+                        "Stream Commit of xid {} that was never streamed",
+                        c.xid
+                    ));
                 }
                 return Ok(Boundary::UnitEnd { end_lsn: c.end_lsn });
             }
             PgOutput::StreamPrepare(p) => {
                 self.expect_closed("Stream Prepare")?;
                 if !self.streamed.remove(&p.xid) {
-                    return fail(format!("Stream Prepare of xid {} that was never streamed", p.xid));
+                    return fail(format!(
+                        "Stream Prepare of xid {} that was never streamed",
+                        p.xid
+                    ));
                 }
                 return Ok(Boundary::UnitEnd { end_lsn: p.end_lsn });
             }

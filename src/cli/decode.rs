@@ -1,0 +1,117 @@
+//! `pgsub decode`: every decoded message as one JSON line on stdout, from a live source or
+//! a recording. Live, a transaction is acknowledged once its lines are written and
+//! stdout is flushed (unless `--no-ack`).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Stdout, Write};
+
+use bytes::Bytes;
+
+use super::args::{Cli, DecodeArgs};
+use super::{stream_setup, summary};
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::record;
+use crate::source::run::{self, Sink, Until};
+use crate::stream::{Event, Session};
+
+/// Writes JSON lines.
+pub(crate) struct JsonLines {
+    out: BufWriter<Stdout>,
+}
+
+impl JsonLines {
+    pub(crate) fn new() -> Self {
+        JsonLines {
+            out: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+        }
+    }
+
+    fn write(&mut self, session: &Session, event: &Event) -> Result<()> {
+        if let Event::Message { header, msg, .. } = event {
+            let v = crate::json::message(header, msg, session.relations());
+            serde_json::to_writer(&mut self.out, &v)
+                .map_err(|e| Error::io("writing to stdout", e.into()))?;
+            self.out
+                .write_all(b"\n")
+                .map_err(|e| Error::io("writing to stdout", e))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .map_err(|e| Error::io("flushing stdout", e))
+    }
+}
+
+impl Sink for JsonLines {
+    async fn on_event(&mut self, session: &Session, event: &Event, _payload: &Bytes) -> Result<()> {
+        self.write(session, event)
+    }
+
+    async fn make_durable(&mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
+pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
+    if let Some(path) = &args.input {
+        return decode_file(cli, path, args.stream.until);
+    }
+    let mut started = stream_setup::start(&args.stream).await?;
+    let mut sink = JsonLines::new();
+    let end = run::run(
+        &mut started.conn,
+        &mut started.session,
+        &mut sink,
+        &started.run,
+        super::shutdown_signal(),
+    )
+    .await?;
+    started.conn.close().await;
+    sink.flush()?;
+    summary::print("decode", cli.format, Some(&end), &started.session)
+}
+
+/// Decodes a recording. `--until LSN` stops after the unit that reaches it;
+/// `--until caught-up` means the end of the recording.
+fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Result<()> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| record::RecordError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    let mut reader = record::Reader::new(BufReader::with_capacity(1 << 20, file), &name)?;
+    let mut session = Session::new(reader.header().start());
+    let mut out = JsonLines::new();
+    let target = match until {
+        Some(Until::Lsn(l)) => Some(l),
+        _ => None,
+    };
+    let mut processed = Lsn::ZERO;
+    let result = (|| -> Result<()> {
+        while let Some(payload) = reader.next_frame()? {
+            let wire_len = payload.len() + 5;
+            let event = session.on_copy_data(payload, wire_len)?;
+            out.write(&session, &event)?;
+            if let Event::Message {
+                unit_end: Some(end),
+                ..
+            } = &event
+            {
+                processed = *end;
+                session.on_applied(processed)?;
+            }
+            if target.is_some_and(|t| session.positions().acknowledgeable() >= t) {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    out.flush()?;
+    result?;
+    session.accounting().check()?;
+    summary::print("decode", cli.format, None, &session)
+}

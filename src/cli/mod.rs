@@ -1,0 +1,61 @@
+//! The `pgsub` commands, built on the library layers. Data (decoded lines, reports) goes
+//! to stdout; logs and errors go to stderr.
+
+pub mod args;
+mod decode;
+mod record;
+mod slot;
+mod stream_setup;
+mod summary;
+
+use tokio::sync::watch;
+
+pub use args::Cli;
+use args::{Command, SlotCommand};
+
+use crate::conninfo::Conninfo;
+use crate::error::{Error, Result};
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Decode(a) => decode::run(&cli, a).await,
+        Command::Record(a) => record::run(&cli, a).await,
+        Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
+        Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
+        Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,
+    }
+}
+
+/// Resolves `--source`: the connection string, the PG* variables, ~/.pgpass.
+pub(crate) fn resolve_source(source: Option<&str>) -> Result<Conninfo> {
+    let raw = source.ok_or_else(|| {
+        Error::Usage(
+            "no source given: pass --source CONNINFO (or set PGSUB_SOURCE), e.g. --source 'host=db1 dbname=app user=repl'".into(),
+        )
+    })?;
+    Conninfo::resolve(raw).map_err(|e| Error::Usage(format!("--source: {e}")))
+}
+
+/// A channel that turns true on SIGINT or SIGTERM.
+pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received: finishing and sending a last status update");
+        let _ = tx.send(true);
+        // Keep the sender alive so the receiver does not see a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}

@@ -1,0 +1,92 @@
+//! The error every command returns, and its exit code.
+//!
+//! | exit | meaning                                                                |
+//! |------|------------------------------------------------------------------------|
+//! | 0    | done                                                                   |
+//! | 1    | runtime failure (connection lost mid-run, a damaged stream or file …) |
+//! | 2    | usage or configuration: bad conninfo, first connection impossible,     |
+//! |      | authentication failed, missing publication or slot, wal_level …        |
+//! | 3    | verify found differences                                               |
+//!
+//! Each variant's message names what failed and what to do about it.
+
+use crate::conn::{ConnError, ErrorClass};
+use crate::record::RecordError;
+use crate::stream::StreamError;
+use crate::stream::positions::InvariantViolation;
+
+/// A command's failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The command line is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The servers are not set up as the command needs; the message says how to fix it.
+    #[error("{0}")]
+    Config(String),
+    /// Connecting at the start failed: nothing was done.
+    #[error("{0}")]
+    Startup(Box<ConnError>),
+    /// A connection failed.
+    #[error(transparent)]
+    Conn(Box<ConnError>),
+    /// The replication stream could not be processed.
+    #[error(transparent)]
+    Stream(Box<StreamError>),
+    /// An invariant of the positions or the accounting broke.
+    #[error(transparent)]
+    Invariant(#[from] InvariantViolation),
+    /// A recording file is unusable or damaged.
+    #[error(transparent)]
+    Record(Box<RecordError>),
+    /// Local I/O (stdout, a file) failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What pgsub was doing.
+        context: String,
+        /// The system's answer.
+        source: std::io::Error,
+    },
+}
+
+impl From<ConnError> for Error {
+    fn from(e: ConnError) -> Self {
+        Error::Conn(Box::new(e))
+    }
+}
+
+impl From<StreamError> for Error {
+    fn from(e: StreamError) -> Self {
+        Error::Stream(Box::new(e))
+    }
+}
+
+impl From<RecordError> for Error {
+    fn from(e: RecordError) -> Self {
+        Error::Record(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Config(_) | Error::Startup(_) => 2,
+            Error::Conn(e) if e.class() == ErrorClass::Config => 2,
+            Error::Record(e) if e.is_unusable_file() => 2,
+            _ => 1,
+        }
+    }
+
+    /// Wraps a local I/O error.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result of a command.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,188 @@
+//! The streaming loop: reads CopyData from the source, runs it through the
+//! [`Session`], hands each event to a [`Sink`], and sends status updates by the
+//! [`FeedbackPolicy`] — on request, at least every interval, and soon after progress.
+//!
+//! ```text
+//!   ┌──────────── select ────────────┐
+//!   │ shutdown signal ─► stop        │
+//!   │ CopyData ─► Session ─► Sink    │──► status update due? ─► Sink::make_durable
+//!   │ timer (status interval, ping) │        ─► Session::on_applied ─► send 'r'
+//!   └────────────────────────────────┘
+//! ```
+//!
+//! A position is acknowledged only after the sink has made everything before it
+//! durable. The loop stops when the acknowledgeable position reaches the `until`
+//! target, on a shutdown signal, or when the server ends the stream; in every case it
+//! makes the sink durable and sends a last status update before ending CopyBoth.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::conn::Connection;
+use crate::conn::replication::{CopyBothEvent, StreamEnd};
+use crate::error::Result;
+use crate::lsn::Lsn;
+use crate::stream::feedback::FeedbackPolicy;
+use crate::stream::{Event, Session};
+
+/// Where a run stops by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The source's WAL position when streaming began.
+    CaughtUp,
+    /// A given position.
+    Lsn(Lsn),
+}
+
+impl std::str::FromStr for Until {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "caught-up" {
+            return Ok(Until::CaughtUp);
+        }
+        s.parse::<Lsn>().map(Until::Lsn).map_err(|_| {
+            format!("expected caught-up or a WAL position such as 0/16B3748, got {s:?}")
+        })
+    }
+}
+
+/// What the loop does with each event.
+pub trait Sink {
+    /// One event; `payload` is the raw CopyData payload it came from.
+    fn on_event(
+        &mut self,
+        session: &Session,
+        event: &Event,
+        payload: &Bytes,
+    ) -> impl std::future::Future<Output = Result<()>>;
+
+    /// Makes everything passed to `on_event` durable (flush, fsync, commit).
+    fn make_durable(&mut self) -> impl std::future::Future<Output = Result<()>>;
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop once everything up to here is processed (and acknowledged, if acknowledging).
+    pub target: Option<Lsn>,
+    /// Send flush positions; `false` sends 0/0 (`decode --no-ack`).
+    pub acknowledge: bool,
+    /// Maximum time between status updates.
+    pub status_interval: Duration,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The target position was reached.
+    Target,
+    /// A shutdown signal arrived.
+    Signal,
+    /// The server ended the stream (shutdown of the source).
+    ServerEnded(StreamEnd),
+}
+
+/// Streams until a target, a signal or the server's end.
+pub async fn run<S: Sink>(
+    conn: &mut Connection,
+    session: &mut Session,
+    sink: &mut S,
+    opts: &RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunEnd> {
+    let mut policy = FeedbackPolicy::new(opts.status_interval, opts.acknowledge);
+    let mut processed = session.positions().applied();
+    let mut last_data = Instant::now();
+    let ping_after = Duration::from_secs(1);
+    let mut last_ping = Instant::now();
+    let end = loop {
+        let prospective = prospective_ack(session, processed);
+        if opts.target.is_some_and(|t| prospective >= t) {
+            break RunEnd::Target;
+        }
+        let now = Instant::now();
+        let mut wake = policy.next_due(prospective).unwrap_or(now);
+        if opts.target.is_some() {
+            // While waiting for a target, ask the server for a keepalive now and then,
+            // so an idle source still reports its position promptly.
+            wake = wake.min(last_data.max(last_ping) + ping_after);
+        }
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break RunEnd::Signal;
+                }
+            }
+            ev = conn.next_copy_data() => match ev? {
+                CopyBothEvent::Data { payload, wire_len } => {
+                    last_data = Instant::now();
+                    let event = session.on_copy_data(payload.clone(), wire_len)?;
+                    sink.on_event(session, &event, &payload).await?;
+                    match &event {
+                        Event::Message { unit_end: Some(end), .. } => processed = *end,
+                        Event::Keepalive(k) if k.reply_requested => policy.reply_requested(),
+                        _ => {}
+                    }
+                }
+                CopyBothEvent::End(e) => break RunEnd::ServerEnded(e),
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        let ping = opts.target.is_some() && now >= last_data.max(last_ping) + ping_after;
+        if ping || policy.due(now, prospective_ack(session, processed)) {
+            if ping {
+                last_ping = now;
+            }
+            send_status(conn, session, sink, &mut policy, processed, ping).await?;
+        }
+    };
+    // Make what was processed durable and say so, whatever the reason for stopping.
+    let server_ended = matches!(end, RunEnd::ServerEnded(_));
+    if !server_ended {
+        send_status(conn, session, sink, &mut policy, processed, false).await?;
+    } else {
+        sink.make_durable().await?;
+        session.on_applied(processed)?;
+    }
+    conn.finish_copy_both(server_ended).await?;
+    session.accounting().check()?;
+    Ok(end)
+}
+
+/// The position that could be acknowledged once everything processed is durable.
+fn prospective_ack(session: &Session, processed: Lsn) -> Lsn {
+    let mut p = session.positions().clone();
+    let _ = p.on_applied(processed);
+    p.acknowledgeable()
+}
+
+async fn send_status<S: Sink>(
+    conn: &mut Connection,
+    session: &mut Session,
+    sink: &mut S,
+    policy: &mut FeedbackPolicy,
+    processed: Lsn,
+    reply_requested: bool,
+) -> Result<()> {
+    sink.make_durable().await?;
+    session.on_applied(processed)?;
+    let pos = session.positions();
+    let update = policy.build(
+        Instant::now(),
+        pos.received(),
+        pos.acknowledgeable(),
+        reply_requested,
+    );
+    session.positions_mut().on_acknowledged(update.flush)?;
+    let mut buf =
+        bytes::BytesMut::with_capacity(crate::protocol::replication::STANDBY_STATUS_UPDATE_LEN);
+    update.write_payload(&mut buf);
+    conn.send_feedback(&buf).await?;
+    tracing::debug!(write = %update.write, flush = %update.flush, "sent standby status update");
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Helpers shared by the integration tests: run the `pgsub` binary with a time limit,
+//! read its JSON lines, and query the throwaway clusters of `pgsub::cluster`.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgsub::Lsn;
+use pgsub::cluster::Cluster;
+use serde_json::Value;
+
+/// Longest a single pgsub run may take in a test before it is killed.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// The result of one pgsub run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Decoded JSON lines of stdout.
+    pub fn json(&self) -> Vec<Value> {
+        json_lines(&self.stdout)
+    }
+
+    /// Decoded messages of one kind.
+    pub fn kind(&self, kind: &str) -> Vec<Value> {
+        self.json()
+            .into_iter()
+            .filter(|v| v["kind"] == kind)
+            .collect()
+    }
+
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "pgsub exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A `pgsub` command with an environment free of the caller's PG* settings.
+pub fn pgsub() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgsub"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("PGSUB_LOG", "pgsub=info");
+    cmd
+}
+
+/// Waits for `child` up to `limit`, killing it when the limit passes.
+pub fn wait(mut child: Child, limit: Duration) -> Run {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for pgsub") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let s = child.wait().expect("wait for killed pgsub");
+            let stderr = err_t.join().unwrap_or_default();
+            panic!("pgsub ran longer than {limit:?} and was killed ({s})\n--- stderr\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `pgsub args…` to completion.
+pub fn run(args: &[&str]) -> Run {
+    run_with(pgsub().args(args))
+}
+
+/// Runs a prepared command to completion.
+pub fn run_with(cmd: &mut Command) -> Run {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgsub");
+    wait(child, RUN_LIMIT)
+}
+
+/// Parses JSON lines, panicking on a line that is not JSON.
+pub fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+/// Runs SQL, panicking with the server log on failure.
+pub fn sql(c: &Cluster, db: &str, sql: &str) -> String {
+    c.psql(db, sql)
+        .unwrap_or_else(|e| panic!("{e}\n--- server log\n{}", c.log_tail(20)))
+}
+
+/// A slot's `confirmed_flush_lsn`.
+pub fn confirmed_flush(c: &Cluster, db: &str, slot: &str) -> Lsn {
+    let v = sql(
+        c,
+        db,
+        &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+    );
+    v.parse()
+        .unwrap_or_else(|e| panic!("slot {slot}: {v:?}: {e}"))
+}
+
+/// The server's current WAL insert position.
+pub fn current_wal(c: &Cluster, db: &str) -> Lsn {
+    sql(c, db, "SELECT pg_current_wal_lsn()")
+        .parse()
+        .expect("an LSN")
+}
+
+/// An LSN field of a JSON line.
+pub fn lsn(v: &Value, field: &str) -> Lsn {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+        .parse()
+        .expect("an LSN")
+}
+
+/// Creates a pgoutput slot with SQL (no pgsub involved).
+pub fn create_slot(c: &Cluster, db: &str, slot: &str) -> Lsn {
+    sql(
+        c,
+        db,
+        &format!("SELECT lsn FROM pg_create_logical_replication_slot('{slot}', 'pgoutput')"),
+    )
+    .parse()
+    .expect("an LSN")
+}
+
+/// The tables and publications of the managed procedure (shared/reference/managed-procedure.txt).
+pub const MANAGED_SCHEMA: &str = "
+CREATE TABLE test_table (id INT);
+CREATE TABLE test_table_2 (id INT);
+CREATE TABLE test_table_3 (id INT);
+CREATE PUBLICATION pub1 FOR TABLE test_table WITH (publish='insert,update,delete');
+CREATE PUBLICATION pub_all_tables FOR ALL TABLES WITH (publish='insert,update,delete');
+";
+
+/// The rows of the managed procedure.
+pub const MANAGED_ROWS: &str = "
+INSERT INTO test_table VALUES (1), (2);
+INSERT INTO test_table_2 VALUES (3), (4);
+INSERT INTO test_table_3 VALUES (5), (6);
+";
+
+/// `--source` for a cluster's database.
+pub fn source(c: &Cluster, db: &str) -> String {
+    c.conninfo(db)
+}
