@@ -161,7 +161,7 @@ fn updates_deletes_and_key_changes_are_decoded_with_their_row_images() {
          CREATE TABLE f (a int, b text); ALTER TABLE f REPLICA IDENTITY FULL;
          CREATE PUBLICATION p FOR ALL TABLES;",
     );
-    create_slot(c, &db, "s");
+    create_slot(c, &db, &db);
     sql(
         c,
         &db,
@@ -180,7 +180,7 @@ fn updates_deletes_and_key_changes_are_decoded_with_their_row_images() {
         "--publication",
         "p",
         "--slot",
-        "s",
+        &db,
         "--until",
         "caught-up",
     ])
