@@ -26,7 +26,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// Connecting at the start failed: nothing was done.
-    #[error("{0}")]
+    #[error("{0}{hint}", hint = startup_hint(.0))]
     Startup(Box<ConnError>),
     /// A connection failed.
     #[error(transparent)]
@@ -86,6 +86,31 @@ impl Error {
             source,
         }
     }
+}
+
+/// What to do about the usual reasons a first connection fails.
+fn startup_hint(e: &ConnError) -> String {
+    use crate::conn::error::sqlstate;
+    let hint = match (e, e.code()) {
+        (_, Some(sqlstate::INSUFFICIENT_PRIVILEGE)) => {
+            "the role needs the REPLICATION attribute (ALTER ROLE … REPLICATION) to open a replication connection, and SELECT on the published tables"
+        }
+        (_, Some(sqlstate::INVALID_PASSWORD)) => {
+            "check the password given with password=, PGPASSWORD or ~/.pgpass"
+        }
+        (_, Some(sqlstate::INVALID_AUTHORIZATION)) => {
+            "the server's pg_hba.conf has no line allowing this user, database and address; add one (for logical replication the database column names the database, not `replication`) and reload the server"
+        }
+        (_, Some(sqlstate::INVALID_CATALOG_NAME)) => "check dbname= in the connection string",
+        (_, Some(sqlstate::TOO_MANY_CONNECTIONS)) => {
+            "the server has no free connection or WAL sender slot: raise max_connections / max_wal_senders or stop an idle client"
+        }
+        (ConnError::Connect { .. } | ConnError::ConnectTimeout { .. }, _) => {
+            "is the server running, and listening on that address and port (listen_addresses, port)?"
+        }
+        _ => return String::new(),
+    };
+    format!("\nhint: {hint}")
 }
 
 /// Result of a command.
