@@ -29,7 +29,7 @@ pub enum Error {
     #[error("{0}{hint}", hint = startup_hint(.0))]
     Startup(Box<ConnError>),
     /// A connection failed.
-    #[error(transparent)]
+    #[error("{0}{hint}", hint = retry_hint(.0))]
     Conn(Box<ConnError>),
     /// The replication stream could not be processed.
     #[error(transparent)]
@@ -111,6 +111,14 @@ fn startup_hint(e: &ConnError) -> String {
         _ => return String::new(),
     };
     format!("\nhint: {hint}")
+}
+
+fn retry_hint(e: &ConnError) -> &'static str {
+    if e.is_transient() {
+        "\nhint: this is worth retrying: run the same command again; it resumes from the slot's confirmed position, so nothing acknowledged is lost and nothing unacknowledged is skipped"
+    } else {
+        ""
+    }
 }
 
 /// Result of a command.

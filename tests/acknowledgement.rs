@@ -18,7 +18,13 @@ use support::*;
 fn decode(c: &Cluster, db: &str, slot: &str, extra: &[&str]) -> Run {
     let src = source(c, db);
     let mut args = vec![
-        "decode", "--source", &src, "--publication", "p", "--slot", slot,
+        "decode",
+        "--source",
+        &src,
+        "--publication",
+        "p",
+        "--slot",
+        slot,
     ];
     args.extend_from_slice(extra);
     run(&args).expect_code(0)
@@ -55,14 +61,22 @@ fn confirmed_flush_advances_exactly_to_the_commit_end_lsn() {
     let commit = peek.kind("commit");
     assert_eq!(commit.len(), 1);
     let end = lsn(&commit[0], "end_lsn");
-    assert_eq!(confirmed_flush(c, &db, &db), before, "--no-ack moved the slot");
+    assert_eq!(
+        confirmed_flush(c, &db, &db),
+        before,
+        "--no-ack moved the slot"
+    );
     // Stop right at that end_lsn: the slot must report exactly it.
     let out = decode(c, &db, &db, &["--until", &end.to_string()]);
     assert_eq!(ids(&out), vec!["1"]);
     assert_eq!(confirmed_flush(c, &db, &db), end);
     // And the transaction is not sent again.
     let again = decode(c, &db, &db, &["--until", "caught-up"]);
-    assert!(ids(&again).is_empty(), "acknowledged transaction replayed: {}", again.stdout);
+    assert!(
+        ids(&again).is_empty(),
+        "acknowledged transaction replayed: {}",
+        again.stdout
+    );
 }
 
 #[test]
@@ -112,9 +126,15 @@ fn idle_source_slot_catches_up_while_another_database_writes() {
         "INSERT INTO w SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g",
     );
     let wal = current_wal(c, &db);
-    assert!(wal.bytes_since(before) > 1_000_000, "the other database wrote WAL");
+    assert!(
+        wal.bytes_since(before) > 1_000_000,
+        "the other database wrote WAL"
+    );
     let out = decode(c, &db, &db, &["--until", "caught-up"]);
-    assert!(out.kind("insert").is_empty(), "nothing of this database was published");
+    assert!(
+        out.kind("insert").is_empty(),
+        "nothing of this database was published"
+    );
     let after = confirmed_flush(c, &db, &db);
     assert!(
         after >= wal,
@@ -129,7 +149,15 @@ fn long_running_decode_keeps_the_slot_moving_and_stops_cleanly_on_sigterm() {
     sql(c, &other, "CREATE TABLE w (id int, pad text)");
     let src = source(c, &db);
     let child = pgsub()
-        .args(["decode", "--source", &src, "--publication", "p", "--slot", &db])
+        .args([
+            "decode",
+            "--source",
+            &src,
+            "--publication",
+            "p",
+            "--slot",
+            &db,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

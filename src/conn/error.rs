@@ -161,6 +161,19 @@ impl ConnError {
         }
     }
 
+    /// The same error with `context` naming what pgsub was doing, for errors that carry one.
+    pub fn with_context(mut self, new: impl Into<String>) -> Self {
+        match &mut self {
+            ConnError::Server { context, .. }
+            | ConnError::Io { context, .. }
+            | ConnError::Closed { context }
+            | ConnError::Protocol { context, .. }
+            | ConnError::Unexpected { context, .. } => *context = new.into(),
+            _ => {}
+        }
+        self
+    }
+
     /// How to react.
     pub fn class(&self) -> ErrorClass {
         match self {

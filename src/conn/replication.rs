@@ -261,18 +261,34 @@ impl Connection {
         self.send_copy_data(payload).await
     }
 
-    /// Ends CopyBoth from the client side: sends CopyDone, then reads until the server is
-    /// ready for a query again. CopyData still in flight is discarded (the caller has
-    /// already acknowledged only what it processed).
-    pub async fn finish_copy_both(&mut self, server_ended: bool) -> Result<(), ConnError> {
+    /// Leaves CopyBoth, however it is ending, and reads up to the point where the server
+    /// is ready for a query or gone:
+    ///
+    /// | `server_end`                 | pgsub sends | then expects                          |
+    /// |------------------------------|-------------|---------------------------------------|
+    /// | `None` (pgsub stops)         | CopyDone    | CopyDone, CommandComplete, ReadyForQuery |
+    /// | `Some(CopyDone)`             | CopyDone    | CommandComplete, ReadyForQuery        |
+    /// | `Some(CommandComplete)`      | nothing     | ReadyForQuery, or the socket closing (a walsender at shutdown exits right after CommandComplete) |
+    ///
+    /// CopyData still in flight is discarded: the caller acknowledged only what it
+    /// processed, and the server sends the rest again next time. Once our CopyDone is
+    /// sent, the server closing the connection is an orderly end too.
+    pub async fn finish_copy_both(
+        &mut self,
+        server_end: Option<&StreamEnd>,
+    ) -> Result<(), ConnError> {
         const CONTEXT: &str = "ending replication";
-        if !server_ended {
+        let send_done = !matches!(server_end, Some(StreamEnd::CommandComplete(_)));
+        if send_done {
             postgres_protocol::message::frontend::copy_done(self.wbuf());
             self.flush(CONTEXT).await?;
         }
-        let mut sent_done = !server_ended;
         loop {
-            let frame = self.read_frame(CONTEXT).await?;
+            let frame = match self.read_frame(CONTEXT).await {
+                Ok(f) => f,
+                Err(ConnError::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             if frame.tag == b'd' {
                 continue;
             }
@@ -280,15 +296,10 @@ impl Connection {
                 context: CONTEXT.into(),
                 source,
             })? {
-                BackendMessage::CopyDone => {
-                    if !sent_done {
-                        postgres_protocol::message::frontend::copy_done(self.wbuf());
-                        self.flush(CONTEXT).await?;
-                        sent_done = true;
-                    }
-                }
-                BackendMessage::CommandComplete(_) | BackendMessage::NoticeResponse(_) => {}
-                BackendMessage::ParameterStatus { .. } => {}
+                BackendMessage::CopyDone
+                | BackendMessage::CommandComplete(_)
+                | BackendMessage::NoticeResponse(_)
+                | BackendMessage::ParameterStatus { .. } => {}
                 BackendMessage::ReadyForQuery(_) => return Ok(()),
                 BackendMessage::ErrorResponse(error) => {
                     return Err(ConnError::Server {

@@ -72,6 +72,8 @@ pub struct RunOptions {
     pub acknowledge: bool,
     /// Maximum time between status updates.
     pub status_interval: Duration,
+    /// The slot, for messages.
+    pub slot: String,
 }
 
 /// Why a run ended.
@@ -93,6 +95,13 @@ pub async fn run<S: Sink>(
     opts: &RunOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<RunEnd> {
+    let target = conn.target().to_owned();
+    let context = || {
+        format!(
+            "streaming from slot \"{}\" on the source ({target})",
+            opts.slot
+        )
+    };
     let mut policy = FeedbackPolicy::new(opts.status_interval, opts.acknowledge);
     let mut processed = session.positions().applied();
     let mut last_data = Instant::now();
@@ -117,7 +126,7 @@ pub async fn run<S: Sink>(
                     break RunEnd::Signal;
                 }
             }
-            ev = conn.next_copy_data() => match ev? {
+            ev = conn.next_copy_data() => match ev.map_err(|e| e.with_context(context()))? {
                 CopyBothEvent::Data { payload, wire_len } => {
                     last_data = Instant::now();
                     let event = session.on_copy_data(payload.clone(), wire_len)?;
@@ -138,20 +147,34 @@ pub async fn run<S: Sink>(
             if ping {
                 last_ping = now;
             }
-            send_status(conn, session, sink, &mut policy, processed, ping).await?;
+            send_status(conn, session, sink, &mut policy, processed, ping)
+                .await
+                .map_err(|e| with_conn_context(e, &context()))?;
         }
     };
-    // Make what was processed durable and say so, whatever the reason for stopping.
-    let server_ended = matches!(end, RunEnd::ServerEnded(_));
-    if !server_ended {
-        send_status(conn, session, sink, &mut policy, processed, false).await?;
-    } else {
+    // Make what was processed durable and say so, whatever the reason for stopping. After
+    // the server's CommandComplete it is out of COPY mode and takes no status update; it
+    // sends that only once everything it sent was confirmed.
+    let server_end = match &end {
+        RunEnd::ServerEnded(e) => Some(e),
+        _ => None,
+    };
+    if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
         sink.make_durable().await?;
         session.on_applied(processed)?;
+    } else {
+        send_status(conn, session, sink, &mut policy, processed, false).await?;
     }
-    conn.finish_copy_both(server_ended).await?;
+    conn.finish_copy_both(server_end).await?;
     session.accounting().check()?;
     Ok(end)
+}
+
+fn with_conn_context(e: crate::error::Error, context: &str) -> crate::error::Error {
+    match e {
+        crate::error::Error::Conn(c) => crate::error::Error::from(c.with_context(context)),
+        other => other,
+    }
 }
 
 /// The position that could be acknowledged once everything processed is durable.

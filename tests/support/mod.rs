@@ -2,6 +2,10 @@
 //! read its JSON lines, and query the throwaway clusters of `pgsub::cluster`.
 #![allow(dead_code)]
 
+pub mod crosscheck;
+
+pub mod fake_walsender;
+
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
