@@ -90,7 +90,7 @@ impl Decoder {
                 PgOutput::Insert(Insert {
                     xid,
                     relid,
-                    new: TupleData::decode(r)?,
+                    new: TupleData::decode_last(r)?,
                 })
             }
             b'U' => {
@@ -109,15 +109,15 @@ impl Decoder {
                     xid,
                     relid,
                     old,
-                    new: TupleData::decode(r)?,
+                    new: TupleData::decode_last(r)?,
                 })
             }
             b'D' => {
                 let xid = self.xid(r)?;
                 let relid = r.u32("relid")?;
                 let old = match r.u8("tuple marker")? {
-                    b'K' => OldTuple::Key(TupleData::decode(r)?),
-                    b'O' => OldTuple::Old(TupleData::decode(r)?),
+                    b'K' => OldTuple::Key(TupleData::decode_last(r)?),
+                    b'O' => OldTuple::Old(TupleData::decode_last(r)?),
                     other => return Err(bad_marker(r, other, "'K' or 'O'")),
                 };
                 PgOutput::Delete(Delete { xid, relid, old })

@@ -22,7 +22,7 @@ mod tuple;
 
 pub use decode::Decoder;
 pub use message::*;
-pub use tuple::{Column, Columns, TupleData};
+pub use tuple::{Column, ColumnRef, ColumnRefs, Columns, TupleData};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@
 //! or count read from the wire: lengths are compared with what remains first, and values
 //! come out as [`Bytes`] slices of the input, never copies.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::lsn::Lsn;
 
@@ -200,6 +200,20 @@ impl Reader {
         out
     }
 
+    /// Everything that is left, taking the buffer over: no reference count is touched,
+    /// which matters on the per-message hot path. The reader is left empty.
+    pub fn take_rest(&mut self) -> Bytes {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.advance(self.pos);
+        self.pos = 0;
+        buf
+    }
+
+    /// The unread bytes, borrowed.
+    pub fn remaining_slice(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
     /// A NUL-terminated string without its terminator, as a zero-copy slice.
     pub fn cstr_bytes(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
         let rest = &self.buf[self.pos..];
@@ -286,6 +300,18 @@ mod tests {
         let mut r = Reader::new(Bytes::from_static(b"xy"));
         let err = r.bytes(usize::MAX, "value").unwrap_err();
         assert!(matches!(err.kind, DecodeErrorKind::Truncated { .. }));
+    }
+
+    #[test]
+    fn take_rest_keeps_the_offset_and_empties_the_reader() {
+        let input = Bytes::from(vec![1u8, 2, 3, 4]);
+        let mut r = Reader::new(input.clone());
+        r.u8("a").unwrap();
+        let rest = r.take_rest();
+        assert_eq!(&rest[..], &[2, 3, 4]);
+        assert_eq!(rest.as_ptr(), input[1..].as_ptr());
+        assert_eq!(r.remaining(), 0);
+        r.finish().unwrap();
     }
 
     #[test]

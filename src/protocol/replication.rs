@@ -81,7 +81,7 @@ impl ReplicationMessage {
                     wal_start,
                     wal_end,
                     send_time,
-                    data: r.rest(),
+                    data: r.take_rest(),
                 }))
             }
             PRIMARY_KEEPALIVE_TAG => {

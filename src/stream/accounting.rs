@@ -7,11 +7,10 @@
 //! up to the XLogData payloads minus their 25-byte headers. [`Accounting::check`] asserts
 //! these identities, so a counting bug cannot go unnoticed.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use super::positions::InvariantViolation;
+use super::relations::OidMap;
 use crate::lsn::Lsn;
 use crate::pgoutput::{MessageKind, PgOutput};
 use crate::protocol::replication::XLOG_DATA_HEADER_LEN;
@@ -72,7 +71,7 @@ pub struct Accounting {
     /// Keepalive payloads.
     pub keepalives: Counter,
     by_kind: [Counter; MessageKind::ALL.len()],
-    relations: HashMap<u32, RelationCounters>,
+    relations: OidMap<RelationCounters>,
     /// Completed transactions.
     pub transactions: TransactionStats,
     current_bytes: u64,
@@ -168,7 +167,7 @@ impl Accounting {
     }
 
     /// Counters per relation OID.
-    pub fn relations(&self) -> &HashMap<u32, RelationCounters> {
+    pub fn relations(&self) -> &OidMap<RelationCounters> {
         &self.relations
     }
 
