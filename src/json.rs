@@ -199,11 +199,9 @@ pub fn message(header: &XLogHeader, msg: &PgOutput, relations: &RelationCache) -
         PgOutput::StreamAbort(m) => {
             o.insert("xid".into(), json!(m.xid));
             o.insert("subxid".into(), json!(m.subxid));
-            if let Some(l) = m.abort_lsn {
-                o.insert("abort_lsn".into(), json!(l));
-            }
-            if let Some(t) = m.abort_ts {
-                o.insert("abort_ts".into(), json!(t));
+            if let Some(a) = m.abort {
+                o.insert("abort_lsn".into(), json!(a.abort_lsn));
+                o.insert("abort_ts".into(), json!(a.abort_ts));
             }
         }
         PgOutput::BeginPrepare(m) => {

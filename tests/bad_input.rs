@@ -240,7 +240,10 @@ fn invalidated_slot_exits_2_and_is_never_recreated() {
     let bin = PgBin::discover().unwrap();
     if bin.version_num < 130000 {
         // Slots are invalidated by max_slot_wal_keep_size, which PostgreSQL 13 introduced.
-        eprintln!("skipped on PostgreSQL {}: no slot invalidation before 13", bin.version);
+        eprintln!(
+            "skipped on PostgreSQL {}: no slot invalidation before 13",
+            bin.version
+        );
         return;
     }
     let c = Cluster::start(ClusterOptions {

@@ -402,9 +402,12 @@ impl ConninfoError {
     }
 }
 
-/// A value as repeated in an error message: at most 64 characters.
+/// A value as repeated in an error message: scrubbed of anything that looks like a secret
+/// (`port= password=x` gives port the value `password=x`, as in libpq), at most 64 characters.
 fn shown_value(value: &str) -> String {
     const MAX: usize = 64;
+    let value = scrub(value);
+    let value = value.as_str();
     match value.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", slice(value, 0, cut)),
         None => value.to_owned(),
@@ -1639,6 +1642,9 @@ impl fmt::Debug for Conninfo {
     /// that looks like a secret scrubbed, as in [`Conninfo::redacted`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = |value: &Option<String>| value.as_deref().map(scrub);
+        let hosts: Vec<String> = self.hosts.iter().map(|h| scrub(&h.to_string())).collect();
+        let path =
+            |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| scrub(&p.display().to_string()));
         let other: BTreeMap<&str, String> = self
             .other
             .iter()
@@ -1652,9 +1658,9 @@ impl fmt::Debug for Conninfo {
             })
             .collect();
         f.debug_struct("Conninfo")
-            .field("hosts", &self.hosts)
+            .field("hosts", &hosts)
             .field("ports", &self.ports)
-            .field("hostaddr", &self.hostaddr)
+            .field("hostaddr", &text(&self.hostaddr))
             .field("user", &text(&self.user))
             .field("password", &self.password.as_ref().map(|_| REDACTED))
             .field("dbname", &text(&self.dbname))
@@ -1662,13 +1668,13 @@ impl fmt::Debug for Conninfo {
             .field("options", &text(&self.options))
             .field("connect_timeout", &self.connect_timeout)
             .field("sslmode", &self.sslmode)
-            .field("sslrootcert", &self.sslrootcert)
-            .field("sslcert", &self.sslcert)
-            .field("sslkey", &self.sslkey)
-            .field("passfile", &self.passfile)
+            .field("sslrootcert", &text(&self.sslrootcert))
+            .field("sslcert", &text(&self.sslcert))
+            .field("sslkey", &text(&self.sslkey))
+            .field("passfile", &path(&self.passfile))
             .field("channel_binding", &self.channel_binding)
-            .field("replication", &self.replication)
-            .field("target_session_attrs", &self.target_session_attrs)
+            .field("replication", &text(&self.replication))
+            .field("target_session_attrs", &text(&self.target_session_attrs))
             .field("other", &other)
             .finish()
     }
@@ -1692,10 +1698,14 @@ pub fn redact(raw: &str) -> String {
                 .is_some_and(|s| s.eq_ignore_ascii_case(p))
         })
         .map(|p| p.len());
-    let ranges = match prefix {
+    let mut ranges = match prefix {
         Some(prefix) => uri_secret_ranges(raw, lead + prefix, Conninfo::parse(raw).is_ok()),
         None => key_value_secret_ranges(raw),
     };
+    // A last pass over the whole text, blind to the grammar: a `password=` that the lexer
+    // saw inside another value (`application_name='a password='secret' …`) still has its
+    // value hidden.
+    ranges.extend(loose_secret_ranges(raw, 0..raw.len()));
     apply_redactions(raw, ranges)
 }
 
@@ -1909,6 +1919,31 @@ mod tests {
 
     fn parse(s: &str) -> Conninfo {
         Conninfo::parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+    }
+
+    #[test]
+    fn empty_value_swallowing_the_password_pair_is_not_echoed_in_errors() {
+        for s in [
+            "host=h port= password=SECRETx",
+            "host=h sslmode= password=SECRETx",
+            "host=h connect_timeout= password=SECRETx",
+        ] {
+            let err = parse_err(s).to_string();
+            assert!(!err.contains("SECRETx"), "{s:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_scrubs_every_text_field() {
+        let info = parse("host=h sslrootcert= password=SECRETx");
+        let dbg = format!("{info:?}");
+        assert!(!dbg.contains("SECRETx"), "{dbg}");
+    }
+
+    #[test]
+    fn redact_hides_a_password_that_follows_a_quoted_value_ending_in_password_equals() {
+        let out = redact("application_name='a password='SECRETpw' host=h");
+        assert!(!out.contains("SECRETpw"), "{out}");
     }
 
     fn parse_err(s: &str) -> ConninfoError {

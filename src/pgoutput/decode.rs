@@ -196,16 +196,14 @@ impl Decoder {
             b'A' => {
                 let xid = r.u32("xid")?;
                 let subxid = r.u32("subxid")?;
-                let (abort_lsn, abort_ts) = match r.remaining() {
-                    0 => (None, None),
-                    _ => (Some(r.lsn("abort_lsn")?), Some(ts(r, "abort_ts")?)),
+                let abort = match r.remaining() {
+                    0 => None,
+                    _ => Some(AbortInfo {
+                        abort_lsn: r.lsn("abort_lsn")?,
+                        abort_ts: ts(r, "abort_ts")?,
+                    }),
                 };
-                PgOutput::StreamAbort(StreamAbort {
-                    xid,
-                    subxid,
-                    abort_lsn,
-                    abort_ts,
-                })
+                PgOutput::StreamAbort(StreamAbort { xid, subxid, abort })
             }
             b'b' => PgOutput::BeginPrepare(BeginPrepare {
                 prepare_lsn: r.lsn("prepare_lsn")?,

@@ -3,7 +3,8 @@
 //! pgsub never sends pgoutput; this exists for round-trip tests, for the benchmarks'
 //! generated streams and for the fault-injection server, so that all of them speak the
 //! exact layout the decoder reads. An `xid` that is `Some` is written as the stream-block
-//! prefix.
+//! prefix. Counts the wire format cannot hold (more than 32 767 columns, lengths over
+//! 2 GiB) panic rather than wrap: this is test and benchmark code.
 
 use bytes::{BufMut, BytesMut};
 
@@ -21,14 +22,22 @@ pub fn put_column(c: &Column, out: &mut BytesMut) {
             } else {
                 b'b'
             });
-            out.put_u32(v.len() as u32);
+            out.put_i32(int32(v.len(), "bytes of a value"));
             out.extend_from_slice(v);
         }
     }
 }
 
+fn int16(n: usize, what: &str) -> i16 {
+    i16::try_from(n).unwrap_or_else(|_| panic!("{n} {what} do not fit pgoutput's Int16"))
+}
+
+fn int32(n: usize, what: &str) -> i32 {
+    i32::try_from(n).unwrap_or_else(|_| panic!("{n} {what} do not fit pgoutput's Int32"))
+}
+
 fn put_tuple(t: &TupleData, out: &mut BytesMut) {
-    out.put_i16(t.len() as i16);
+    out.put_i16(int16(t.len(), "columns"));
     out.extend_from_slice(t.raw());
 }
 
@@ -90,7 +99,7 @@ pub fn encode(msg: &PgOutput, out: &mut BytesMut) {
             put_str(&m.namespace, out);
             put_str(&m.name, out);
             out.put_u8(m.replica_identity.as_byte());
-            out.put_i16(m.columns.len() as i16);
+            out.put_i16(int16(m.columns.len(), "columns"));
             for c in &m.columns {
                 out.put_u8(c.flags);
                 put_str(&c.name, out);
@@ -126,7 +135,7 @@ pub fn encode(msg: &PgOutput, out: &mut BytesMut) {
         }
         PgOutput::Truncate(m) => {
             put_xid(m.xid, out);
-            out.put_i32(m.relids.len() as i32);
+            out.put_i32(int32(m.relids.len(), "relations"));
             out.put_u8(m.options);
             for r in &m.relids {
                 out.put_u32(*r);
@@ -137,7 +146,7 @@ pub fn encode(msg: &PgOutput, out: &mut BytesMut) {
             out.put_u8(m.flags);
             out.put_u64(m.lsn.0);
             put_str(&m.prefix, out);
-            out.put_i32(m.content.len() as i32);
+            out.put_i32(int32(m.content.len(), "bytes of message content"));
             out.extend_from_slice(&m.content);
         }
         PgOutput::StreamStart(m) => {
@@ -155,9 +164,9 @@ pub fn encode(msg: &PgOutput, out: &mut BytesMut) {
         PgOutput::StreamAbort(m) => {
             out.put_u32(m.xid);
             out.put_u32(m.subxid);
-            if let (Some(lsn), Some(ts)) = (m.abort_lsn, m.abort_ts) {
-                out.put_u64(lsn.0);
-                out.put_i64(ts.0);
+            if let Some(a) = m.abort {
+                out.put_u64(a.abort_lsn.0);
+                out.put_i64(a.abort_ts.0);
             }
         }
         PgOutput::BeginPrepare(m) => {

@@ -460,10 +460,17 @@ pub struct StreamAbort {
     pub xid: u32,
     /// The aborted subtransaction, or `xid` itself when the whole transaction aborted.
     pub subxid: u32,
-    /// Position of the abort record (only with `streaming = parallel`).
-    pub abort_lsn: Option<Lsn>,
-    /// Abort timestamp (only with `streaming = parallel`).
-    pub abort_ts: Option<PgTimestamp>,
+    /// Where and when it aborted: sent only with `streaming = parallel`.
+    pub abort: Option<AbortInfo>,
+}
+
+/// The abort position and time a Stream Abort carries under `streaming = parallel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortInfo {
+    /// Position of the abort record.
+    pub abort_lsn: Lsn,
+    /// Abort timestamp.
+    pub abort_ts: PgTimestamp,
 }
 
 /// `b`: a transaction to be prepared for two-phase commit starts.

@@ -168,14 +168,19 @@ fn stream_abort_both_layouts() {
     let PgOutput::StreamAbort(a) = decode_one(b"A\0\0\0\x05\0\0\0\x06").unwrap() else {
         panic!()
     };
-    assert_eq!((a.xid, a.subxid, a.abort_lsn), (5, 6, None));
+    assert_eq!((a.xid, a.subxid, a.abort), (5, 6, None));
     let PgOutput::StreamAbort(a) =
         decode_one(b"A\0\0\0\x05\0\0\0\x05\0\0\0\0\0\0\0\x09\0\0\0\0\0\0\0\x0a").unwrap()
     else {
         panic!()
     };
-    assert_eq!(a.abort_lsn, Some(Lsn(9)));
-    assert_eq!(a.abort_ts, Some(PgTimestamp(10)));
+    assert_eq!(
+        a.abort,
+        Some(AbortInfo {
+            abort_lsn: Lsn(9),
+            abort_ts: PgTimestamp(10)
+        })
+    );
     // Anything between the two layouts is truncated.
     assert!(decode_one(b"A\0\0\0\x05\0\0\0\x05\0\0\0").is_err());
 }
@@ -393,14 +398,15 @@ fn every_message_kind_round_trips() {
         PgOutput::StreamAbort(StreamAbort {
             xid: 10,
             subxid: 11,
-            abort_lsn: None,
-            abort_ts: None,
+            abort: None,
         }),
         PgOutput::StreamAbort(StreamAbort {
             xid: 10,
             subxid: 11,
-            abort_lsn: Some(Lsn(470)),
-            abort_ts: Some(ts),
+            abort: Some(AbortInfo {
+                abort_lsn: Lsn(470),
+                abort_ts: ts,
+            }),
         }),
         PgOutput::StreamCommit(StreamCommit {
             xid: 10,

@@ -173,7 +173,10 @@ impl TupleData {
             super::encode::put_column(c, &mut data);
         }
         TupleData {
-            ncols: cols.len() as u16,
+            ncols: u16::try_from(cols.len())
+                .ok()
+                .filter(|n| *n <= i16::MAX as u16)
+                .expect("at most 32767 columns"),
             data: data.freeze(),
         }
     }

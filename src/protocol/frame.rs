@@ -14,6 +14,9 @@ use super::reader::{DecodeError, DecodeErrorKind};
 /// plus room for the framing of a CopyData message carrying it.
 pub const DEFAULT_MAX_FRAME_LEN: usize = (1 << 30) + 64;
 
+/// Most reserved at once for a frame still arriving; the buffer grows with the bytes.
+const RESERVE_STEP: usize = 8 << 20;
+
 /// One backend message: type byte and body (without the length word).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -77,8 +80,9 @@ impl FrameDecoder {
             });
         }
         if buf.len() < 5 + body_len {
-            // Reserve only what is still missing, and only after the cap was checked.
-            buf.reserve(5 + body_len - buf.len());
+            // Reserve what is still missing, after the cap was checked, and at most a
+            // chunk at a time: a header alone never makes pgsub take a gigabyte.
+            buf.reserve((5 + body_len - buf.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         buf.advance(5);
@@ -173,6 +177,17 @@ mod tests {
             }
         );
         assert_eq!(buf.capacity(), cap_before);
+    }
+
+    #[test]
+    fn large_allowed_frame_reserves_a_step_not_the_whole_length() {
+        // 768 MiB announced, under the default cap: the buffer grows as bytes arrive.
+        let mut buf = BytesMut::from(&b"d\x30\0\0\x04"[..]);
+        assert_eq!(
+            FrameDecoder::default().decode_frame(&mut buf).unwrap(),
+            None
+        );
+        assert!(buf.capacity() <= RESERVE_STEP + 64, "{}", buf.capacity());
     }
 
     #[test]

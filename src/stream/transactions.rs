@@ -305,8 +305,7 @@ mod tests {
             PgOutput::StreamAbort(StreamAbort {
                 xid: 9,
                 subxid,
-                abort_lsn: None,
-                abort_ts: None,
+                abort: None,
             })
         };
         t.on_message(&abort(10)).unwrap();
@@ -321,8 +320,7 @@ mod tests {
         t.on_message(&PgOutput::StreamAbort(StreamAbort {
             xid: 42,
             subxid: 42,
-            abort_lsn: None,
-            abort_ts: None,
+            abort: None,
         }))
         .unwrap();
         assert!(!t.is_open());
