@@ -72,7 +72,13 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
     .await?;
     started.conn.close().await;
     sink.flush()?;
-    summary::print("decode", cli.format, Some(&end), &started.session)
+    summary::print(
+        "decode",
+        cli.format,
+        cli.quiet > 0,
+        Some(&end),
+        &started.session,
+    )
 }
 
 /// Decodes a recording. `--until LSN` stops after the unit that reaches it;
@@ -113,5 +119,5 @@ fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Resul
     out.flush()?;
     result?;
     session.accounting().check()?;
-    summary::print("decode", cli.format, None, &session)
+    summary::print("decode", cli.format, cli.quiet > 0, None, &session)
 }

@@ -47,6 +47,8 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         source,
     })?;
     let mut started = stream_setup::start(&args.stream).await?;
+    // Each acknowledgement costs an fsync of the recording: once a second is plenty.
+    started.run.progress_gap = std::time::Duration::from_secs(1);
     let header = Header {
         pgsub_version: env!("CARGO_PKG_VERSION").into(),
         server_version: started
@@ -79,5 +81,11 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         .sync_all()
         .map_err(|e| Error::io("syncing the recording to disk", e))?;
     tracing::info!(path = %path, frames, "recording complete");
-    summary::print("record", cli.format, Some(&end), &started.session)
+    summary::print(
+        "record",
+        cli.format,
+        cli.quiet > 0,
+        Some(&end),
+        &started.session,
+    )
 }

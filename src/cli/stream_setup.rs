@@ -97,6 +97,7 @@ pub(crate) async fn start(args: &StreamArgs) -> Result<Started> {
             target,
             acknowledge: !args.no_ack,
             status_interval: Duration::from_secs(args.status_interval.max(1)),
+            progress_gap: crate::stream::feedback::DEFAULT_PROGRESS_GAP,
             slot: args.slot.clone(),
         },
     })

@@ -19,10 +19,11 @@ fn end_text(end: &RunEnd) -> String {
     }
 }
 
-/// Prints the summary of a session.
+/// Prints the summary of a session; `quiet` (`-q`) drops the text form, not the JSON one.
 pub(crate) fn print(
     command: &str,
     format: Format,
+    quiet: bool,
     end: Option<&RunEnd>,
     session: &Session,
 ) -> Result<()> {
@@ -47,6 +48,7 @@ pub(crate) fn print(
                 .and_then(|()| out.flush())
                 .map_err(|e| Error::io("writing the summary to stdout", e))
         }
+        Format::Text if quiet => Ok(()),
         Format::Text => {
             let mut s = String::new();
             let _ = writeln!(

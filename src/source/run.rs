@@ -72,6 +72,9 @@ pub struct RunOptions {
     pub acknowledge: bool,
     /// Maximum time between status updates.
     pub status_interval: Duration,
+    /// Shortest time between status updates sent for progress (each makes the sink
+    /// durable first).
+    pub progress_gap: Duration,
     /// The slot, for messages.
     pub slot: String,
 }
@@ -102,10 +105,14 @@ pub async fn run<S: Sink>(
             opts.slot
         )
     };
-    let mut policy = FeedbackPolicy::new(opts.status_interval, opts.acknowledge);
+    let mut policy = FeedbackPolicy::with_progress_gap(
+        opts.status_interval,
+        opts.progress_gap,
+        opts.acknowledge,
+    );
     let mut processed = session.positions().applied();
     let mut last_data = Instant::now();
-    let ping_after = Duration::from_secs(1);
+    let ping_after = Duration::from_millis(250);
     let mut last_ping = Instant::now();
     let end = loop {
         let prospective = prospective_ack(session, processed);

@@ -20,6 +20,9 @@ use crate::protocol::time::PgTimestamp;
 /// Default maximum time between status updates.
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Default shortest time between updates sent because the position advanced.
+pub const DEFAULT_PROGRESS_GAP: Duration = Duration::from_millis(100);
+
 /// Decides when status updates are due.
 #[derive(Debug, Clone)]
 pub struct FeedbackPolicy {
@@ -34,9 +37,15 @@ pub struct FeedbackPolicy {
 impl FeedbackPolicy {
     /// A policy sending at least every `interval`; `acknowledge = false` never confirms.
     pub fn new(interval: Duration, acknowledge: bool) -> Self {
+        Self::with_progress_gap(interval, DEFAULT_PROGRESS_GAP, acknowledge)
+    }
+
+    /// As [`FeedbackPolicy::new`], with updates for progress at most every `gap` (each one
+    /// makes the consumer durable first, which may cost an fsync).
+    pub fn with_progress_gap(interval: Duration, gap: Duration, acknowledge: bool) -> Self {
         FeedbackPolicy {
             interval,
-            min_gap: Duration::from_millis(100).min(interval),
+            min_gap: gap.min(interval),
             acknowledge,
             last_sent_at: None,
             last_flush: Lsn::ZERO,
