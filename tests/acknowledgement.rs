@@ -16,18 +16,7 @@ use pgsub::cluster::{self, Cluster};
 use support::*;
 
 fn decode(c: &Cluster, db: &str, slot: &str, extra: &[&str]) -> Run {
-    let src = source(c, db);
-    let mut args = vec![
-        "decode",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        slot,
-    ];
-    args.extend_from_slice(extra);
-    run(&args).expect_code(0)
+    support::decode(&source(c, db), "p", slot, extra).expect_code(0)
 }
 
 /// A database with table `t` in publication `p` and a slot named like the database

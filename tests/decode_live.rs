@@ -29,18 +29,7 @@ fn managed_procedure_one_table_through_pub1() {
     ])
     .expect_code(0);
     sql(c, &db, MANAGED_ROWS);
-    let out = run(&[
-        "decode",
-        "--source",
-        &source(c, &db),
-        "--publication",
-        "pub1",
-        "--slot",
-        "sub1",
-        "--until",
-        "caught-up",
-    ])
-    .expect_code(0);
+    let out = decode(&source(c, &db), "pub1", "sub1", &["--until", "caught-up"]).expect_code(0);
     assert_eq!(
         inserts(&out),
         vec![
@@ -90,19 +79,12 @@ fn managed_procedure_all_tables_through_pub_all_tables() {
     ])
     .expect_code(0);
     sql(c, &db, MANAGED_ROWS);
-    let out = run(&[
-        "decode",
-        "--source",
+    let out = decode(
         &source(c, &db),
-        "--publication",
         "pub_all_tables",
-        "--slot",
         "sub_all",
-        "--until",
-        "caught-up",
-        "--format",
-        "json",
-    ])
+        &["--until", "caught-up", "--format", "json"],
+    )
     .expect_code(0);
     assert_eq!(
         inserts(&out),
@@ -173,18 +155,7 @@ fn updates_deletes_and_key_changes_are_decoded_with_their_row_images() {
          UPDATE f SET b = 'y' WHERE ctid = (SELECT min(ctid) FROM f);
          DELETE FROM f WHERE b = 'y';",
     );
-    let out = run(&[
-        "decode",
-        "--source",
-        &source(c, &db),
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-    ])
-    .expect_code(0);
+    let out = decode(&source(c, &db), "p", &db, &["--until", "caught-up"]).expect_code(0);
     let updates = out.kind("update");
     assert_eq!(updates.len(), 3);
     assert_eq!(updates[0]["new"], json!({"id": "1", "v": "uno"}));

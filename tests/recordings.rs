@@ -273,19 +273,7 @@ fn record_then_decode_input_gives_what_live_decode_gives() {
         "INSERT INTO t VALUES (1, 'a'), (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1; DELETE FROM t WHERE id = 2;",
     );
     let src = source(c, &db);
-    let live = run(&[
-        "decode",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-        "--no-ack",
-    ])
-    .expect_code(0);
+    let live = decode(&src, "p", &db, &["--until", "caught-up", "--no-ack"]).expect_code(0);
     let file = std::env::temp_dir().join(format!("pgsub-{db}.pgrec"));
     let file_s = file.to_str().unwrap();
     let rec = run(&[
@@ -308,17 +296,6 @@ fn record_then_decode_input_gives_what_live_decode_gives() {
     assert_eq!(live.stdout, replay.stdout);
     assert_eq!(live.kind("insert").len(), 2);
     // record acknowledged what it synced to disk: nothing is sent again.
-    let again = run(&[
-        "decode",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-    ])
-    .expect_code(0);
+    let again = decode(&src, "p", &db, &["--until", "caught-up"]).expect_code(0);
     assert!(again.kind("insert").is_empty());
 }

@@ -84,18 +84,7 @@ fn fast_shutdown_of_the_source_ends_decode_cleanly_and_the_next_run_resumes() {
     assert_eq!(inserted(&out), vec!["1", "2"]);
     c.start_again().unwrap();
     sql(&c, &db, "INSERT INTO t VALUES (3)");
-    let next = run(&[
-        "decode",
-        "--source",
-        &source(&c, &db),
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-    ])
-    .expect_code(0);
+    let next = decode(&source(&c, &db), "p", &db, &["--until", "caught-up"]).expect_code(0);
     let next = inserted(&next);
     if c.version_num() >= 170000 {
         assert_eq!(
@@ -139,18 +128,7 @@ fn crash_of_the_source_is_a_transient_error_and_nothing_is_lost() {
     let out = wait(child, RUN_LIMIT).expect_code(1);
     assert!(out.stderr.contains("worth retrying"), "{}", out.stderr);
     c.start_again().unwrap();
-    let next = run(&[
-        "decode",
-        "--source",
-        &source(&c, &db),
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-    ])
-    .expect_code(0);
+    let next = decode(&source(&c, &db), "p", &db, &["--until", "caught-up"]).expect_code(0);
     // Row 2 was committed before the crash: whether or not the first run printed it, the
     // second run (starting at the position the server restored) must not miss it.
     let first = inserted(&out);

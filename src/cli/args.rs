@@ -79,14 +79,9 @@ options. Recorded transactions are acknowledged once the file is synced to disk,
 /// Where the stream comes from, and how it is asked for.
 #[derive(Debug, Clone, Args)]
 pub struct StreamArgs {
-    /// Source connection string (key=value or postgres:// URI).
-    #[arg(
-        long,
-        env = "PGSUB_SOURCE",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub source: Option<String>,
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
     /// Publication(s) to stream; repeat or separate with commas.
     #[arg(long = "publication", value_name = "NAME", value_delimiter = ',')]
     pub publications: Vec<String>,
@@ -143,7 +138,7 @@ pub enum Toggle {
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
     /// Decode a recording file instead of a live source.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "create_slot"])]
+    #[arg(long, value_name = "FILE", conflicts_with = "create_slot")]
     pub input: Option<PathBuf>,
     /// The stream.
     #[command(flatten)]
@@ -186,12 +181,13 @@ pub enum SlotCommand {
 pub struct SourceArg {
     /// Source connection string (key=value or postgres:// URI).
     #[arg(
-        long,
+        id = "source",
+        long = "source",
         env = "PGSUB_SOURCE",
         value_name = "CONNINFO",
         hide_env_values = true
     )]
-    pub source: Option<String>,
+    pub conninfo: Option<String>,
 }
 
 /// `pgsub slot create`.

@@ -12,7 +12,7 @@ use super::{stream_setup, summary};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::record;
-use crate::source::run::{self, Sink, Until};
+use crate::source::run::{Sink, Until};
 use crate::stream::{Event, Session};
 
 /// Writes JSON lines.
@@ -62,15 +62,7 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
     }
     let mut started = stream_setup::start(&args.stream).await?;
     let mut sink = JsonLines::new();
-    let end = run::run(
-        &mut started.conn,
-        &mut started.session,
-        &mut sink,
-        &started.run,
-        super::shutdown_signal(),
-    )
-    .await?;
-    started.conn.close().await;
+    let end = started.stream_into(&mut sink).await?;
     sink.flush()?;
     summary::print(
         "decode",

@@ -12,7 +12,7 @@ use super::{stream_setup, summary};
 use crate::error::{Error, Result};
 use crate::protocol::time::PgTimestamp;
 use crate::record::{self, Header, Writer};
-use crate::source::run::{self, Sink};
+use crate::source::run::Sink;
 use crate::stream::{Event, Session};
 
 struct RecordSink {
@@ -66,15 +66,7 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
     };
     let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), &path, &header)?;
     let mut sink = RecordSink { writer };
-    let end = run::run(
-        &mut started.conn,
-        &mut started.session,
-        &mut sink,
-        &started.run,
-        super::shutdown_signal(),
-    )
-    .await?;
-    started.conn.close().await;
+    let end = started.stream_into(&mut sink).await?;
     let frames = sink.writer.frames();
     let file = sink.writer.finish()?;
     file.get_ref()

@@ -16,7 +16,7 @@ fn print_json(v: serde_json::Value) -> Result<()> {
 
 pub(crate) async fn create(cli: &Cli, args: &SlotCreateArgs) -> Result<()> {
     source::validate_slot_name(&args.slot)?;
-    let info = super::resolve_source(args.source.source.as_deref())?;
+    let info = super::resolve_source(args.source.conninfo.as_deref())?;
     let mut conn = source::connect(&info, true).await?;
     source::check_server(&mut conn).await?;
     if let Some(existing) = slots::find(&mut conn, &args.slot).await? {
@@ -63,7 +63,7 @@ pub(crate) async fn create(cli: &Cli, args: &SlotCreateArgs) -> Result<()> {
 
 pub(crate) async fn drop(cli: &Cli, args: &SlotDropArgs) -> Result<()> {
     source::validate_slot_name(&args.slot)?;
-    let info = super::resolve_source(args.source.source.as_deref())?;
+    let info = super::resolve_source(args.source.conninfo.as_deref())?;
     let mut conn = source::connect(&info, true).await?;
     let Some(slot) = slots::find(&mut conn, &args.slot).await? else {
         return Err(Error::Config(format!(
@@ -101,7 +101,7 @@ pub(crate) async fn drop(cli: &Cli, args: &SlotDropArgs) -> Result<()> {
 }
 
 pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
-    let info = super::resolve_source(args.source.source.as_deref())?;
+    let info = super::resolve_source(args.source.conninfo.as_deref())?;
     let mut conn = source::connect(&info, true).await?;
     let all = slots::list(&mut conn).await?;
     conn.close().await;

@@ -10,7 +10,7 @@ use crate::conn::replication::IdentifySystem;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::pgoutput::options::{RequestedOptions, StreamOptions};
-use crate::source::run::{RunOptions, Until};
+use crate::source::run::{self, RunEnd, RunOptions, Sink, Until};
 use crate::source::slots::SlotInfo;
 use crate::source::{self, SlotRequest};
 use crate::stream::Session;
@@ -24,6 +24,23 @@ pub(crate) struct Started {
     pub options: StreamOptions,
     pub start: Lsn,
     pub run: RunOptions,
+}
+
+impl Started {
+    /// Streams into `sink` until the `--until` target, a signal or the server's end, then
+    /// closes the connection.
+    pub(crate) async fn stream_into<S: Sink>(&mut self, sink: &mut S) -> Result<RunEnd> {
+        let end = run::run(
+            &mut self.conn,
+            &mut self.session,
+            sink,
+            &self.run,
+            super::shutdown_signal(),
+        )
+        .await?;
+        self.conn.close_in_place().await;
+        Ok(end)
+    }
 }
 
 pub(crate) fn requested_options(args: &StreamArgs) -> RequestedOptions {
@@ -44,7 +61,7 @@ pub(crate) fn requested_options(args: &StreamArgs) -> RequestedOptions {
 
 pub(crate) async fn start(args: &StreamArgs) -> Result<Started> {
     source::validate_slot_name(&args.slot)?;
-    let info = super::resolve_source(args.source.as_deref())?;
+    let info = super::resolve_source(args.source.conninfo.as_deref())?;
     let mut conn = source::connect(&info, true).await?;
     source::check_server(&mut conn).await?;
     let options = StreamOptions::negotiate(conn.server_version_num(), &requested_options(args))

@@ -313,6 +313,12 @@ impl Connection {
 
     /// Sends a Terminate and closes the socket.
     pub async fn close(mut self) {
+        self.close_in_place().await;
+    }
+
+    /// Sends a Terminate and closes the socket, for a connection the caller cannot give
+    /// up ownership of; it must not be used afterwards.
+    pub async fn close_in_place(&mut self) {
         postgres_protocol::message::frontend::terminate(&mut self.wbuf);
         let _ = self.flush("closing").await;
         let _ = self.transport.shutdown().await;

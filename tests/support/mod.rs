@@ -108,6 +108,22 @@ pub fn run(args: &[&str]) -> Run {
     run_with(pgsub().args(args))
 }
 
+/// Runs `pgsub decode --source SRC --publication PUBLICATION --slot SLOT EXTRA…` to
+/// completion.
+pub fn decode(src: &str, publication: &str, slot: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "decode",
+        "--source",
+        src,
+        "--publication",
+        publication,
+        "--slot",
+        slot,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// Runs a prepared command to completion.
 pub fn run_with(cmd: &mut Command) -> Run {
     let child = cmd
