@@ -15,7 +15,7 @@ use crate::source::run::Until;
     name = "pgsub",
     version,
     about = "A standalone PostgreSQL logical-replication subscriber: its own replication connection, its own pgoutput decoder, exact LSN accounting",
-    after_help = "Connection strings take both libpq forms (\"host=h port=5432 dbname=d user=u\" and postgres://u@h/d), the PG* environment variables and ~/.pgpass. Passwords are never printed.\n\nExit codes: 0 done, 1 runtime failure, 2 usage or configuration error, 3 verify found differences."
+    after_help = "Examples:\n  pgsub slot create --source 'host=db1 dbname=app user=repl' --slot pgsub\n  pgsub decode --source 'host=db1 dbname=app user=repl' --publication pub1 --slot pgsub --until caught-up\n  pgsub decode --input proto-fixtures/pg15/basic.pgrec\n\nConnection strings take both libpq forms (\"host=h port=5432 dbname=d user=u\" and postgres://u@h/d), the PG* environment variables and ~/.pgpass. Passwords are never printed.\n\nExit codes: 0 done, 1 runtime failure, 2 usage or configuration error, 3 verify found differences."
 )]
 pub struct Cli {
     /// Format of reports and summaries.
@@ -54,7 +54,10 @@ pub enum Command {
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
     /// Create, drop or list logical replication slots on the source.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  pgsub slot create --source 'host=db1 dbname=app user=repl' --slot pgsub\n  pgsub slot list --source 'host=db1 dbname=app user=repl'\n  pgsub slot drop --source 'host=db1 dbname=app user=repl' --slot pgsub\n\nA slot keeps WAL on the source until its client confirms it: drop slots nobody streams from."
+    )]
     Slot(SlotCommand),
 }
 
