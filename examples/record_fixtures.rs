@@ -28,7 +28,6 @@ struct Scenario {
     record_flags: Vec<String>,
     setup: String,
     workload: String,
-    source: String,
 }
 
 fn parse_scenario(path: &Path) -> Scenario {
@@ -61,7 +60,6 @@ fn parse_scenario(path: &Path) -> Scenario {
         record_flags,
         setup,
         workload,
-        source,
     }
 }
 
@@ -178,14 +176,13 @@ fn main() {
             format!("{td}\n"),
         )
         .unwrap();
-        std::fs::write(out_dir.join(format!("{}.sql", sc.name)), &sc.source).unwrap();
         psql(&format!(
             "SELECT pg_drop_replication_slot('{slot}'); SELECT pg_drop_replication_slot('{td_slot}')"
         ));
         recorded.push(sc.name);
     }
     let readme = format!(
-        "# Recordings from PostgreSQL {}\n\nMade by `scripts/record-fixtures.sh` (`cargo run --example record_fixtures`) on a throwaway cluster\nwith `logical_decoding_work_mem = 64kB`. Per scenario: `NAME.sql` (the SQL that made it: setup before\nthe slots were created, workload after), `NAME.pgrec` (the recording), `NAME.jsonl` (its expected\ndecoding by `pgsub decode --input`), `NAME.test_decoding` (the same changes decoded by the server's\n`test_decoding` plugin, for cross-checking).\n\nScenarios: {}\n",
+        "# Recordings from PostgreSQL {}\n\nMade by `scripts/record-fixtures.sh` (`cargo run --example record_fixtures`) on a throwaway cluster\nwith `logical_decoding_work_mem = 64kB`, from the SQL in `../scenarios/NAME.sql` (setup before the\nslots were created, workload after). Per scenario: `NAME.pgrec` (the recording), `NAME.jsonl` (its\nexpected decoding by `pgsub decode --input`), `NAME.test_decoding` (the same changes decoded by the\nserver's `test_decoding` plugin, for cross-checking).\n\nScenarios: {}\n",
         bin.version,
         recorded.join(", ")
     );
