@@ -37,6 +37,9 @@ pub enum Error {
     /// An invariant of the positions or the accounting broke.
     #[error(transparent)]
     Invariant(#[from] InvariantViolation),
+    /// The destination (or a plain SQL session) failed.
+    #[error("{0}")]
+    Sql(Box<crate::dest::SqlError>),
     /// A recording file is unusable or damaged.
     #[error(transparent)]
     Record(Box<RecordError>),
@@ -53,6 +56,12 @@ pub enum Error {
 impl From<ConnError> for Error {
     fn from(e: ConnError) -> Self {
         Error::Conn(Box::new(e))
+    }
+}
+
+impl From<crate::dest::SqlError> for Error {
+    fn from(e: crate::dest::SqlError) -> Self {
+        Error::Sql(Box::new(e))
     }
 }
 
@@ -75,6 +84,13 @@ impl Error {
             Error::Usage(_) | Error::Config(_) | Error::Startup(_) => 2,
             Error::Conn(e) if e.class() == ErrorClass::Config => 2,
             Error::Record(e) if e.is_unusable_file() => 2,
+            Error::Sql(e) if e.context.starts_with("connecting") => 2,
+            Error::Sql(e)
+                if e.code()
+                    .is_some_and(|c| c.starts_with("28") || c == "3D000") =>
+            {
+                2
+            }
             _ => 1,
         }
     }

@@ -17,16 +17,21 @@
 //! See `DESIGN.md` in the repository for the command-line contract and the rules on
 //! positions; [`lsn`] explains why only certain positions may be acknowledged.
 
+pub mod apply;
 pub mod cli;
 pub mod cluster;
 pub mod conn;
 pub mod conninfo;
+pub mod copy;
+pub mod dest;
 pub mod error;
+pub mod failpoint;
 pub mod json;
 pub mod lsn;
 pub mod pgoutput;
 pub mod protocol;
 pub mod record;
+pub mod schema;
 pub mod source;
 pub mod stream;
 

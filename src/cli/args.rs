@@ -50,6 +50,9 @@ pub enum Command {
     /// Print every decoded pgoutput message as one JSON object per line.
     #[command(after_help = DECODE_EXAMPLES)]
     Decode(DecodeArgs),
+    /// Stand in for a subscription: copy and stream the published tables into the destination, exactly once.
+    #[command(after_help = SYNC_EXAMPLES)]
+    Sync(SyncArgs),
     /// Capture the raw replication stream into a recording file.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
@@ -70,6 +73,16 @@ Each line has `kind`, the XLogData `wal_start` and the message's fields; row ima
 names to values: text as a string, null, {\"unchanged_toast\": true} or {\"binary\": \"<hex>\"}.
 Printed transactions are acknowledged to the source (the slot advances) unless --no-ack.
 A summary of the byte and LSN accounting goes to stderr (with --format json: a last line on stdout).";
+
+const SYNC_EXAMPLES: &str = "Examples:
+  pgsub sync --source 'host=db1 dbname=app user=repl' --dest 'postgres://avnadmin@dest/defaultdb?sslmode=require' \\
+      --publication pub_all_tables --slot pgsub --create-slot --until caught-up
+  pgsub sync --source … --dest … --publication pub1 --slot pgsub --create-slot   # run until SIGINT/SIGTERM
+
+The same command line serves the first run and every rerun: --create-slot creates the slot only if it
+is missing, the initial copy (default on when the slot is created here) resumes per table, and
+streaming resumes from the position recorded in pgsub.progress on the destination, skipping what was
+applied. A position is acknowledged to the source only once the destination has made it durable.";
 
 const RECORD_EXAMPLES: &str = "Examples:
   pgsub record --source 'host=db1 dbname=app user=repl' --publication pub1 --slot pgsub --output run.pgrec --until caught-up
@@ -146,6 +159,72 @@ pub struct DecodeArgs {
     /// The stream.
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// `pgsub sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// Destination connection string (key=value or postgres:// URI).
+    #[arg(
+        long,
+        env = "PGSUB_DEST",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub dest: Option<String>,
+    /// Publication(s) to replicate; repeat or separate with commas.
+    #[arg(long = "publication", value_name = "NAME", value_delimiter = ',')]
+    pub publications: Vec<String>,
+    /// Logical replication slot on the source ([a-z0-9_]).
+    #[arg(long, default_value = "pgsub", value_name = "NAME")]
+    pub slot: String,
+    /// Name of this subscription: the key of its progress on the destination (default: the slot name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Create the slot if it does not exist.
+    #[arg(long)]
+    pub create_slot: bool,
+    /// Seconds to wait for a slot another process is streaming from.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub slot_wait: u64,
+    /// Table definitions on the destination: verify they match, create what is missing, or skip.
+    #[arg(long, value_enum, default_value_t = crate::schema::SchemaMode::Verify)]
+    pub schema: crate::schema::SchemaMode,
+    /// Copy the tables' current contents first (default: when this run creates the slot).
+    #[arg(long, overrides_with = "no_copy_data")]
+    pub copy_data: bool,
+    /// Do not copy the tables' current contents.
+    #[arg(long)]
+    pub no_copy_data: bool,
+    /// Tables copied at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub copy_jobs: usize,
+    /// Empty destination tables before copying into them (in the copy's transaction).
+    #[arg(long)]
+    pub truncate_before_copy: bool,
+    /// Stop once everything up to here is applied and acknowledged: `caught-up` (the source's WAL position when streaming began) or an LSN.
+    #[arg(long, value_name = "caught-up|LSN")]
+    pub until: Option<Until>,
+    /// Seconds between lines of statistics (positions, lag, rows/s); 0 for none.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub stats_interval: u64,
+    /// Maximum seconds between standby status updates.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub status_interval: u64,
+}
+
+impl SyncArgs {
+    /// `--copy-data` / `--no-copy-data`, or `None` for the default.
+    pub fn copy_data(&self) -> Option<bool> {
+        match (self.copy_data, self.no_copy_data) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// `pgsub record`.

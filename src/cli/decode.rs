@@ -51,8 +51,13 @@ impl Sink for JsonLines {
         self.write(session, event)
     }
 
-    async fn make_durable(&mut self) -> Result<()> {
-        self.flush()
+    async fn durable(&mut self, processed: Lsn) -> Result<Lsn> {
+        self.flush()?;
+        Ok(processed)
+    }
+
+    async fn make_durable(&mut self, processed: Lsn) -> Result<Lsn> {
+        self.durable(processed).await
     }
 }
 

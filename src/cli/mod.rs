@@ -7,6 +7,7 @@ mod record;
 mod slot;
 mod stream_setup;
 mod summary;
+mod sync;
 
 use tokio::sync::watch;
 
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Decode(a) => decode::run(&cli, a).await,
         Command::Record(a) => record::run(&cli, a).await,
+        Command::Sync(a) => sync::run(&cli, a).await,
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,
@@ -35,6 +37,16 @@ pub(crate) fn resolve_source(source: Option<&str>) -> Result<Conninfo> {
         )
     })?;
     Conninfo::resolve(raw).map_err(|e| Error::Usage(format!("--source: {e}")))
+}
+
+/// Resolves `--dest`.
+pub(crate) fn resolve_dest(dest: Option<&str>) -> Result<Conninfo> {
+    let raw = dest.ok_or_else(|| {
+        Error::Usage(
+            "no destination given: pass --dest CONNINFO (or set PGSUB_DEST), e.g. --dest 'postgres://avnadmin@dest:5432/defaultdb?sslmode=require'".into(),
+        )
+    })?;
+    Conninfo::resolve(raw).map_err(|e| Error::Usage(format!("--dest: {e}")))
 }
 
 /// A channel that turns true on SIGINT or SIGTERM.

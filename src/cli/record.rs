@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::args::{Cli, RecordArgs};
 use super::{stream_setup, summary};
 use crate::error::{Error, Result};
+use crate::lsn::Lsn;
 use crate::protocol::time::PgTimestamp;
 use crate::record::{self, Header, Writer};
 use crate::source::run::Sink;
@@ -29,13 +30,18 @@ impl Sink for RecordSink {
         Ok(self.writer.write_frame(payload)?)
     }
 
-    async fn make_durable(&mut self) -> Result<()> {
+    async fn durable(&mut self, processed: Lsn) -> Result<Lsn> {
         self.writer.flush()?;
         self.writer
             .get_mut()
             .get_ref()
             .sync_data()
-            .map_err(|e| Error::io("syncing the recording to disk", e))
+            .map_err(|e| Error::io("syncing the recording to disk", e))?;
+        Ok(processed)
+    }
+
+    async fn make_durable(&mut self, processed: Lsn) -> Result<Lsn> {
+        self.durable(processed).await
     }
 }
 

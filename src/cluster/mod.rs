@@ -23,13 +23,25 @@
 //!
 //! The API is synchronous and blocking: it runs `initdb`, `pg_ctl` and `psql` with
 //! [`std::process::Command`].
+//!
+//! Files: `cluster.rs` (the [`Cluster`] type, its options, start, accessors and drop),
+//! `server.rs` (`initdb`, `pg_ctl` start and stop, kill -9), `config.rs` (`postgresql.conf`,
+//! `pg_hba.conf`, TLS files), `psql.rs` (connection strings, psql, databases), `dirs.rs`
+//! (where cluster directories go, and the sweep of stale ones), `reaper.rs` (the detached
+//! reaper shell), `text.rs` (quoting), and `pgbin.rs`, `osuser.rs`, `process.rs`, `error.rs`.
 
 #[allow(clippy::module_inception)]
 mod cluster;
+mod config;
+mod dirs;
 mod error;
 pub mod osuser;
 mod pgbin;
 mod process;
+mod psql;
+mod reaper;
+mod server;
+mod text;
 
 pub use cluster::{Cluster, ClusterOptions, shared};
 pub use error::ClusterError;

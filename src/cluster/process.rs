@@ -62,6 +62,12 @@ pub(crate) fn read_pid_file(path: &Path) -> Option<u32> {
     text.lines().next()?.trim().parse().ok()
 }
 
+/// The pid of the postmaster running for `data_dir`: the first line of its
+/// `postmaster.pid`, if that process is alive and is a postmaster for `data_dir`.
+pub(crate) fn running_postmaster(data_dir: &Path) -> Option<u32> {
+    read_pid_file(&data_dir.join("postmaster.pid")).filter(|&pid| is_postmaster_of(pid, data_dir))
+}
+
 /// Sends `signal` (`"KILL"`, `"QUIT"`, …) to `pid` with the `kill` program; a negative
 /// target names a process group.
 pub(crate) fn signal(target: i64, signal: &str) -> Result<(), ClusterError> {

@@ -58,7 +58,7 @@ pub(super) fn default_path_from(get: &dyn Fn(&str) -> Option<String>) -> Option<
     let home = get("HOME")
         .filter(|home| !home.is_empty())
         .map(PathBuf::from)
-        .or_else(|| super::current_passwd_entry().map(|entry| entry.home))?;
+        .or_else(|| super::env::current_passwd_entry().map(|entry| entry.home))?;
     Some(home.join(".pgpass"))
 }
 

@@ -7,6 +7,7 @@
 
 pub mod run;
 pub mod slots;
+pub mod tables;
 
 use std::time::{Duration, Instant};
 

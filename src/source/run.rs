@@ -5,7 +5,7 @@
 //! ```text
 //!   ┌──────────── select ────────────┐
 //!   │ shutdown signal ─► stop        │
-//!   │ CopyData ─► Session ─► Sink    │──► status update due? ─► Sink::make_durable
+//!   │ CopyData ─► Session ─► Sink    │──► status update due? ─► Sink::durable
 //!   │ timer (status interval, ping) │        ─► Session::on_applied ─► send 'r'
 //!   └────────────────────────────────┘
 //! ```
@@ -59,8 +59,14 @@ pub trait Sink {
         payload: &Bytes,
     ) -> impl std::future::Future<Output = Result<()>>;
 
-    /// Makes everything passed to `on_event` durable (flush, fsync, commit).
-    fn make_durable(&mut self) -> impl std::future::Future<Output = Result<()>>;
+    /// The end of the last unit that is durable now, at most `processed` (the end of the
+    /// last unit handed over). A sink may make things durable here (flush, fsync,
+    /// commit) or report what has become durable on its own, but should not wait long.
+    fn durable(&mut self, processed: Lsn) -> impl std::future::Future<Output = Result<Lsn>>;
+
+    /// Makes everything handed over durable, waiting as long as that takes, and returns
+    /// the position that is durable.
+    fn make_durable(&mut self, processed: Lsn) -> impl std::future::Future<Output = Result<Lsn>>;
 }
 
 /// Settings of a run.
@@ -154,7 +160,7 @@ pub async fn run<S: Sink>(
             if ping {
                 last_ping = now;
             }
-            send_status(conn, session, sink, &mut policy, processed, ping)
+            send_status(conn, session, sink, &mut policy, processed, ping, false)
                 .await
                 .map_err(|e| with_conn_context(e, &context()))?;
         }
@@ -167,10 +173,10 @@ pub async fn run<S: Sink>(
         _ => None,
     };
     if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
-        sink.make_durable().await?;
-        session.on_applied(processed)?;
+        let durable = sink.make_durable(processed).await?;
+        session.on_applied(durable)?;
     } else {
-        send_status(conn, session, sink, &mut policy, processed, false).await?;
+        send_status(conn, session, sink, &mut policy, processed, false, true).await?;
     }
     conn.finish_copy_both(server_end).await?;
     session.accounting().check()?;
@@ -198,9 +204,14 @@ async fn send_status<S: Sink>(
     policy: &mut FeedbackPolicy,
     processed: Lsn,
     reply_requested: bool,
+    wait: bool,
 ) -> Result<()> {
-    sink.make_durable().await?;
-    session.on_applied(processed)?;
+    let durable = if wait {
+        sink.make_durable(processed).await?
+    } else {
+        sink.durable(processed).await?
+    };
+    session.on_applied(durable)?;
     let pos = session.positions();
     let update = policy.build(
         Instant::now(),

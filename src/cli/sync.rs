@@ -1,0 +1,352 @@
+//! `pgsub sync`: the stand-in subscription.
+//!
+//! ```text
+//!  destination: pgsub schema, stored progress ─┐
+//!  source: version, wal_level, publications,   ├─► preflight report ─► table definitions
+//!          system id, published tables         ┘        (verify | create | skip)
+//!      ─► tables to copy recorded (before the slot exists) ─► slot (created with an
+//!         exported snapshot when a copy is due) ─► copy (that snapshot, or a fresh one
+//!         from a temporary slot for tables whose copy was interrupted)
+//!      ─► START_REPLICATION from the stored progress ─► apply until --until / signal
+//! ```
+//!
+//! Transient failures (a connection lost, a server restarting, the slot still held by the
+//! walsender of a pgsub that just died) restart this sequence after a capped exponential
+//! backoff; everything in it is idempotent, and streaming resumes from the progress the
+//! destination recorded.
+
+use std::time::Duration;
+
+use super::args::{Cli, SyncArgs};
+use super::summary;
+use crate::apply::progress::{self, Progress};
+use crate::apply::{ApplySink, GroupLimits, Subscription};
+use crate::conn::ErrorClass;
+use crate::conn::replication::SnapshotAction;
+use crate::conninfo::Conninfo;
+use crate::copy::{self, CopyPlan};
+use crate::dest;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::pgoutput::options::{RequestedOptions, StreamOptions, Streaming};
+use crate::schema::{self, SchemaMode};
+use crate::source::run::{self, RunEnd, RunOptions, Until};
+use crate::source::tables::{self, PublishedTable};
+use crate::source::{self, SlotRequest, slots};
+use crate::stream::Session;
+use crate::stream::relations::OidMap;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
+    source::validate_slot_name(&args.slot)?;
+    if args.publications.is_empty() {
+        return Err(Error::Usage(
+            "no publication given: pass --publication NAME (several as a comma-separated list)"
+                .into(),
+        ));
+    }
+    let src = super::resolve_source(args.source.conninfo.as_deref())?;
+    let dst = super::resolve_dest(args.dest.as_deref())?;
+    let mut shutdown = super::shutdown_signal();
+    let mut backoff = Duration::from_secs(1);
+    let mut attempt = 0u32;
+    loop {
+        match sync_once(cli, args, &src, &dst, shutdown.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt > 0 || !is_startup(&e) => {
+                if !is_transient(&e) || *shutdown.borrow() {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "{e}\n(transient: retrying in {} s; progress is kept on the destination, so nothing is lost or applied twice)",
+                    backoff.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// An error of the very first connection attempt: a configuration problem to report,
+/// not to retry.
+fn is_startup(e: &Error) -> bool {
+    match e {
+        Error::Startup(_) => true,
+        Error::Sql(s) => s.context.starts_with("connecting"),
+        _ => false,
+    }
+}
+
+fn is_transient(e: &Error) -> bool {
+    match e {
+        Error::Conn(c) | Error::Startup(c) => c.class() == ErrorClass::Transient,
+        Error::Sql(s) => s.is_transient(),
+        _ => false,
+    }
+}
+
+fn requested(args: &SyncArgs) -> RequestedOptions {
+    RequestedOptions {
+        publication_names: args.publications.clone(),
+        binary: None,
+        messages: None,
+        streaming: Some(Streaming::Off),
+        two_phase: None,
+        origin: None,
+        proto_version: None,
+    }
+}
+
+/// Warnings about what the stream cannot carry faithfully, printed before anything starts.
+/// `changes_published`: the publications publish UPDATE or DELETE.
+fn lossiness_report(tables: &[PublishedTable], changes_published: bool) {
+    for t in tables {
+        let name = t.qualified_name();
+        match t.replica_identity.as_str() {
+            _ if !changes_published => {}
+            "n" => tracing::warn!(
+                table = %name,
+                "REPLICA IDENTITY NOTHING: UPDATE and DELETE on this table will fail on the source while it is published; set a primary key or REPLICA IDENTITY FULL"
+            ),
+            "d" if t.key_columns.is_empty() => tracing::warn!(
+                table = %name,
+                "no primary key and REPLICA IDENTITY DEFAULT: UPDATE and DELETE on this table will fail on the source while it is published; add a primary key or set REPLICA IDENTITY FULL"
+            ),
+            "f" if t.key_columns.is_empty() => tracing::warn!(
+                table = %name,
+                "REPLICA IDENTITY FULL without a key: each update or delete scans the destination table for one equal row"
+            ),
+            _ => {}
+        }
+        if t.partitioned {
+            tracing::warn!(table = %name, "partitioned table published through its root (publish_via_partition_root)");
+        }
+    }
+}
+
+async fn sync_once(
+    cli: &Cli,
+    args: &SyncArgs,
+    src: &Conninfo,
+    dst: &Conninfo,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let name = args.name.clone().unwrap_or_else(|| args.slot.clone());
+    let dest = dest::connect(dst).await?;
+    progress::setup(&dest.client).await?;
+    let stored = progress::read(&dest.client, &name).await?;
+
+    let mut conn = source::connect(src, true).await?;
+    source::check_server(&mut conn).await?;
+    let options = StreamOptions::negotiate(conn.server_version_num(), &requested(args))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    source::check_publications(&mut conn, &args.publications).await?;
+    let identify = conn.identify_system().await?;
+    check_stored(&stored, &identify.systemid, &args.slot, &name)?;
+    let tables = tables::published_tables(&mut conn, &args.publications).await?;
+    lossiness_report(
+        &tables,
+        tables::publishes_changes(&mut conn, &args.publications).await?,
+    );
+    schema::prepare(&dest.client, &tables, args.schema).await?;
+
+    // What to copy: recorded before the slot exists, so that a run killed at any point
+    // after this still copies them next time.
+    let existing = slots::find(&mut conn, &args.slot).await?;
+    let mut states = copy::table_states(&dest.client, &name).await?;
+    if args.copy_data().unwrap_or(existing.is_none()) && states.is_empty() {
+        copy::plan_tables(&dest.client, &name, &tables).await?;
+        states = copy::table_states(&dest.client, &name).await?;
+    }
+    let to_copy: Vec<PublishedTable> = tables
+        .iter()
+        .filter(|t| {
+            states
+                .get(&t.qualified_name())
+                .is_some_and(|(ready, _)| !ready)
+        })
+        .cloned()
+        .collect();
+
+    // The slot: created here (exporting a snapshot when a copy is due) or checked.
+    let mut export = None;
+    let slot_start = match existing {
+        None if args.create_slot => {
+            let action = if to_copy.is_empty() {
+                SnapshotAction::Nothing
+            } else {
+                SnapshotAction::Export
+            };
+            let created = conn
+                .create_replication_slot(&args.slot, false, action, false)
+                .await?;
+            tracing::info!(slot = %args.slot, consistent_point = %created.consistent_point, "created replication slot");
+            if let Some(snap) = created.snapshot_name {
+                export = Some((snap, created.consistent_point));
+            }
+            created.consistent_point
+        }
+        _ => {
+            let info = source::prepare_slot(
+                &mut conn,
+                &SlotRequest {
+                    name: args.slot.clone(),
+                    create: false,
+                    two_phase: false,
+                    wait: Duration::from_secs(args.slot_wait),
+                },
+            )
+            .await?;
+            info.confirmed_flush_lsn.unwrap_or_default()
+        }
+    };
+
+    if !to_copy.is_empty() {
+        // A snapshot of its own for a copy resumed after the slot's snapshot is gone.
+        let mut temp = None;
+        let (snapshot, snapshot_lsn) = match export.take() {
+            Some(e) => e,
+            None => {
+                let mut c2 = source::connect(src, true).await?;
+                let tmp = format!("pgsub_copy_{}", std::process::id());
+                let created = c2
+                    .create_replication_slot(&tmp, true, SnapshotAction::Export, false)
+                    .await?;
+                temp = Some(c2);
+                (
+                    created.snapshot_name.unwrap_or_default(),
+                    created.consistent_point,
+                )
+            }
+        };
+        tracing::info!(tables = to_copy.len(), snapshot_lsn = %snapshot_lsn, jobs = args.copy_jobs, "initial copy");
+        copy::copy_tables(
+            src,
+            dst,
+            to_copy,
+            &CopyPlan {
+                name: name.clone(),
+                snapshot,
+                snapshot_lsn,
+                jobs: args.copy_jobs,
+                truncate_first: args.truncate_before_copy,
+                types_checked: args.schema != SchemaMode::Skip,
+            },
+        )
+        .await?;
+        if let Some(c2) = temp {
+            c2.close().await; // the temporary slot goes with its connection
+        }
+        states = copy::table_states(&dest.client, &name).await?;
+    }
+
+    // Streaming, from the stored progress (the server starts at the later of that and the
+    // slot's confirmed position).
+    let mut snapshots = OidMap::default();
+    for t in &tables {
+        if let Some((true, Some(lsn))) = states.get(&t.qualified_name()) {
+            snapshots.insert(t.relid, *lsn);
+        }
+    }
+    let applied = stored.as_ref().map_or(Lsn::ZERO, |p| p.applied_lsn);
+    let start = applied.max(slot_start);
+    if stored.is_none() {
+        // From the first run on, the destination knows which source and slot it follows.
+        progress::record(
+            &dest.client,
+            &name,
+            &identify.systemid,
+            &args.slot,
+            &args.publications,
+            start,
+        )
+        .await?;
+    }
+    let caught_up = conn.identify_system().await?.xlogpos;
+    let target = match args.until {
+        Some(Until::CaughtUp) => Some(caught_up),
+        Some(Until::Lsn(l)) => Some(l),
+        None => None,
+    };
+    conn.start_replication(&args.slot, applied, &options)
+        .await?;
+    tracing::info!(slot = %args.slot, name = %name, start = %start, target = %target.map_or_else(|| "none".into(), |t| t.to_string()), options = %options.to_sql(), "streaming");
+    let mut session = Session::new(start);
+    let mut sink = ApplySink::new(
+        dest,
+        Subscription {
+            name: name.clone(),
+            system_id: identify.systemid.clone(),
+            slot: args.slot.clone(),
+            publications: args.publications.clone(),
+        },
+        applied,
+        snapshots,
+        GroupLimits::default(),
+    );
+    let end = run::run(
+        &mut conn,
+        &mut session,
+        &mut sink,
+        &RunOptions {
+            target,
+            acknowledge: true,
+            status_interval: Duration::from_secs(args.status_interval.max(1)),
+            progress_gap: crate::stream::feedback::DEFAULT_PROGRESS_GAP,
+            slot: args.slot.clone(),
+        },
+        shutdown,
+    )
+    .await?;
+    conn.close().await;
+    report(cli, &end, &session, &sink)
+}
+
+fn check_stored(stored: &Option<Progress>, system_id: &str, slot: &str, name: &str) -> Result<()> {
+    let Some(p) = stored else { return Ok(()) };
+    if p.source_system_id != system_id {
+        return Err(Error::Config(format!(
+            "the destination's progress for \"{name}\" was recorded against another source (system id {}), but this source is {system_id}: pass another --name, or remove the old progress with `pgsub drop`",
+            p.source_system_id
+        )));
+    }
+    if p.slot != slot {
+        return Err(Error::Config(format!(
+            "the destination's progress for \"{name}\" belongs to slot \"{}\", not \"{slot}\": pass --slot {} or another --name",
+            p.slot, p.slot
+        )));
+    }
+    Ok(())
+}
+
+fn report(cli: &Cli, end: &RunEnd, session: &Session, sink: &ApplySink) -> Result<()> {
+    let s = sink.stats();
+    if cli.quiet == 0 {
+        eprintln!(
+            "pgsub sync: applied {} transactions in {} destination transactions ({} skipped as already applied): {} rows inserted, {} updated, {} deleted, {} truncates{}",
+            s.transactions,
+            s.groups,
+            s.skipped_transactions,
+            s.inserted,
+            s.updated,
+            s.deleted,
+            s.truncates,
+            if s.update_missing + s.delete_missing > 0 {
+                format!(
+                    "; {} updates and {} deletes found no row (the destination differed)",
+                    s.update_missing, s.delete_missing
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    summary::print("sync", cli.format, cli.quiet > 0, Some(end), session)
+}

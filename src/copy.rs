@@ -1,0 +1,271 @@
+//! The initial copy: every published table copied under one snapshot of the source, in
+//! parallel, each table's data and its `ready` mark committed in one destination
+//! transaction.
+//!
+//! ```text
+//!  source (REPEATABLE READ, SET TRANSACTION SNAPSHOT)     destination (one transaction)
+//!  COPY (SELECT published columns FROM t WHERE filter) ─► COPY t (columns) FROM STDIN
+//!     TO STDOUT                                           UPDATE pgsub.tables SET state = 'ready'
+//!                                                         COMMIT
+//! ```
+//!
+//! The snapshot is either the one exported when the slot was created (its consistent
+//! point is where streaming starts) or, for a table whose copy was interrupted earlier,
+//! a fresh one exported by a temporary slot; its position is recorded per table in
+//! `pgsub.tables.snapshot_lsn`, and the stream skips that table's changes from
+//! transactions committed before it. A copy interrupted half way leaves nothing behind:
+//! its transaction never committed.
+//!
+//! Binary COPY is used when every column is of a built-in type and the destination's
+//! types were checked to be the same; otherwise text.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use tokio::task::JoinSet;
+use tokio_postgres::Client;
+
+use crate::apply::sql::qualified;
+use crate::conninfo::Conninfo;
+use crate::dest::{self, SqlError};
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::source::tables::PublishedTable;
+
+/// OIDs below this are built-in types, the same on every server.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+
+/// How to copy.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    /// Subscription name (key of `pgsub.tables`).
+    pub name: String,
+    /// Exported snapshot to read under.
+    pub snapshot: String,
+    /// Its position.
+    pub snapshot_lsn: Lsn,
+    /// Tables copied at once.
+    pub jobs: usize,
+    /// Empty non-empty destination tables first instead of refusing.
+    pub truncate_first: bool,
+    /// The destination's column types were checked equal to the source's.
+    pub types_checked: bool,
+}
+
+/// What one table's copy moved.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    /// `schema.table`.
+    pub table: String,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes of COPY data.
+    pub bytes: u64,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// Binary or text format.
+    pub binary: bool,
+}
+
+fn err(context: String) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |e| Error::from(SqlError::new(context, e))
+}
+
+/// Records the tables to copy as `copying` (committed on its own, before the slot is
+/// made), so that a run killed before any copy finished still copies them next time.
+pub async fn plan_tables(client: &Client, name: &str, tables: &[PublishedTable]) -> Result<()> {
+    for t in tables {
+        client
+            .execute(
+                "INSERT INTO pgsub.tables (name, relation, state) VALUES ($1, $2, 'copying') \
+                 ON CONFLICT (name, relation) DO NOTHING",
+                &[&name, &t.qualified_name()],
+            )
+            .await
+            .map_err(err("recording the tables to copy in pgsub.tables".into()))?;
+    }
+    Ok(())
+}
+
+/// Copy state per relation (`schema.table` → (ready, snapshot_lsn)).
+pub async fn table_states(
+    client: &Client,
+    name: &str,
+) -> Result<std::collections::HashMap<String, (bool, Option<Lsn>)>> {
+    let rows = client
+        .query(
+            "SELECT relation, state = 'ready', snapshot_lsn::text FROM pgsub.tables WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(err("reading pgsub.tables".into()))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let lsn: Option<String> = r.get(2);
+            (
+                r.get::<_, String>(0),
+                (r.get(1), lsn.and_then(|l| l.parse().ok())),
+            )
+        })
+        .collect())
+}
+
+/// Copies `tables` from the source to the destination under `plan.snapshot`.
+pub async fn copy_tables(
+    source: &Conninfo,
+    dest_info: &Conninfo,
+    tables: Vec<PublishedTable>,
+    plan: &CopyPlan,
+) -> Result<Vec<Copied>> {
+    let source = Arc::new(source.clone());
+    let dest_info = Arc::new(dest_info.clone());
+    let plan = Arc::new(plan.clone());
+    let mut queue = tables.into_iter();
+    let mut running = JoinSet::new();
+    let mut done = Vec::new();
+    let started = Instant::now();
+    loop {
+        while running.len() < plan.jobs.max(1) {
+            let Some(t) = queue.next() else { break };
+            let (s, d, p) = (source.clone(), dest_info.clone(), plan.clone());
+            running.spawn(async move { copy_one(&s, &d, &t, &p).await });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let copied = joined.map_err(|e| Error::Config(format!("a copy job failed: {e}")))??;
+        tracing::info!(
+            table = %copied.table,
+            rows = copied.rows,
+            bytes = copied.bytes,
+            seconds = format!("{:.2}", copied.seconds),
+            rows_per_second = (copied.rows as f64 / copied.seconds.max(0.001)) as u64,
+            format = if copied.binary { "binary" } else { "text" },
+            "table copied"
+        );
+        done.push(copied);
+    }
+    let rows: u64 = done.iter().map(|c| c.rows).sum();
+    let bytes: u64 = done.iter().map(|c| c.bytes).sum();
+    tracing::info!(
+        tables = done.len(),
+        rows,
+        bytes,
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "initial copy finished"
+    );
+    Ok(done)
+}
+
+async fn copy_one(
+    source: &Conninfo,
+    dest_info: &Conninfo,
+    t: &PublishedTable,
+    plan: &CopyPlan,
+) -> Result<Copied> {
+    let started = Instant::now();
+    let name = t.qualified_name();
+    let src = dest::connect_client(source, "source").await?;
+    let dst = dest::connect_client(dest_info, "destination").await?;
+    let binary = plan.types_checked
+        && t.columns
+            .iter()
+            .all(|c| c.type_oid < FIRST_NORMAL_OBJECT_ID);
+    let format = if binary { " (FORMAT binary)" } else { "" };
+    let cols = t
+        .columns
+        .iter()
+        .map(|c| escape_identifier(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let table = qualified(&t.schema, &t.name);
+    let only = if t.partitioned { "" } else { "ONLY " };
+    let filter = t
+        .row_filter
+        .as_ref()
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
+    src.batch_execute(&format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+        escape_literal(&plan.snapshot)
+    ))
+    .await
+    .map_err(err(format!(
+        "importing the copy snapshot for {name} on the source"
+    )))?;
+    dst.batch_execute("BEGIN; SET LOCAL synchronous_commit = on")
+        .await
+        .map_err(err(format!(
+            "starting the copy of {name} on the destination"
+        )))?;
+    if plan.truncate_first {
+        dst.batch_execute(&format!("TRUNCATE ONLY {table}"))
+            .await
+            .map_err(err(format!("emptying {name} on the destination")))?;
+    } else {
+        let has_rows = dst
+            .query_opt(&format!("SELECT 1 FROM ONLY {table} LIMIT 1"), &[])
+            .await
+            .map_err(err(format!(
+                "checking that {name} is empty on the destination"
+            )))?
+            .is_some();
+        if has_rows {
+            return Err(Error::Config(format!(
+                "destination table {name} is not empty; the initial copy needs empty tables: empty it, or pass --truncate-before-copy to have pgsub empty it in the same transaction as the copy"
+            )));
+        }
+    }
+    let out = src
+        .copy_out(&format!(
+            "COPY (SELECT {cols} FROM {only}{table}{filter}) TO STDOUT{format}"
+        ))
+        .await
+        .map_err(err(format!("reading {name} on the source")))?;
+    let sink = dst
+        .copy_in::<_, Bytes>(&format!("COPY {table} ({cols}) FROM STDIN{format}"))
+        .await
+        .map_err(err(format!("writing {name} on the destination")))?;
+    let mut out = std::pin::pin!(out);
+    let mut sink = std::pin::pin!(sink);
+    let mut bytes = 0u64;
+    while let Some(chunk) = out.next().await {
+        let chunk = chunk.map_err(err(format!("reading {name} on the source")))?;
+        bytes += chunk.len() as u64;
+        if bytes > 1 << 20 {
+            crate::failpoint::hit(crate::failpoint::MID_TABLE_COPY);
+        }
+        sink.send(chunk)
+            .await
+            .map_err(err(format!("writing {name} on the destination")))?;
+    }
+    let rows = sink
+        .finish()
+        .await
+        .map_err(err(format!("writing {name} on the destination")))?;
+    let lsn = plan.snapshot_lsn.to_string();
+    dst.execute(
+        "INSERT INTO pgsub.tables AS t (name, relation, state, snapshot_lsn, rows, bytes, started_at, finished_at) \
+         VALUES ($1, $2, 'ready', $3::text::pg_lsn, $4, $5, now(), clock_timestamp()) \
+         ON CONFLICT (name, relation) DO UPDATE SET state = 'ready', snapshot_lsn = excluded.snapshot_lsn, \
+         rows = excluded.rows, bytes = excluded.bytes, started_at = excluded.started_at, finished_at = excluded.finished_at",
+        &[&plan.name, &name, &lsn, &(rows as i64), &(bytes as i64)],
+    )
+    .await
+    .map_err(err(format!("recording the copy of {name} in pgsub.tables")))?;
+    dst.batch_execute("COMMIT")
+        .await
+        .map_err(err(format!("committing the copy of {name}")))?;
+    let _ = src.batch_execute("COMMIT").await;
+    Ok(Copied {
+        table: name,
+        rows,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        binary,
+    })
+}

@@ -1,0 +1,197 @@
+//! The destination server: connecting with `tokio-postgres` (TLS through rustls, the same
+//! `sslmode` rules as the source), and preparing a session to apply changes the way the
+//! built-in apply worker does.
+//!
+//! Session settings:
+//! - `datestyle=ISO`, `intervalstyle=postgres`, `extra_float_digits=3`: the formats the
+//!   source's text values come in, so values read back compare equal;
+//! - `synchronous_commit=off`, as the apply worker runs: pgsub then acknowledges a source
+//!   transaction only once the destination's WAL is flushed past its commit;
+//! - `session_replication_role=replica` when the role may set it (superuser, a granted
+//!   `SET` privilege, or `aiven_extras.session_replication_role`), so triggers and
+//!   foreign keys behave as under a native subscription; otherwise a warning.
+
+pub mod tls;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::conninfo::{Conninfo, SslMode};
+use crate::error::{Error, Result};
+
+/// A connected destination session.
+pub struct Dest {
+    /// The client.
+    pub client: Client,
+    /// `host:port` or socket, for messages.
+    pub target: String,
+    /// `server_version_num`.
+    pub version_num: u32,
+    /// `session_replication_role = replica` is in effect.
+    pub replica_role: bool,
+}
+
+impl std::fmt::Debug for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dest")
+            .field("target", &self.target)
+            .field("version_num", &self.version_num)
+            .field("replica_role", &self.replica_role)
+            .finish()
+    }
+}
+
+/// What went wrong talking to a destination (or a plain SQL session on the source).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {}", describe(.source))]
+pub struct SqlError {
+    /// What pgsub was doing.
+    pub context: String,
+    /// The client's error.
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+/// The server's message with SQLSTATE, detail and hint, or the client's own error.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; DETAIL: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("; HINT: {h}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+impl SqlError {
+    /// Wraps `source` with what pgsub was doing.
+    pub fn new(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        SqlError {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The SQLSTATE, for a server error.
+    pub fn code(&self) -> Option<&str> {
+        self.source.as_db_error().map(|d| d.code().code())
+    }
+
+    /// True when reconnecting may help (connection lost, server shutting down).
+    pub fn is_transient(&self) -> bool {
+        match self.code() {
+            Some(c) => c.starts_with("08") || c.starts_with("57P") || c == "53300",
+            None => self.source.is_closed() || self.source.as_db_error().is_none(),
+        }
+    }
+}
+
+/// Connects a `tokio-postgres` client (TLS per `sslmode`) and drives its connection in
+/// the background.
+pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client> {
+    let mut config = info.tokio_postgres_config();
+    if config.get_application_name().is_none() {
+        config.application_name(crate::conn::DEFAULT_APPLICATION_NAME);
+    }
+    let target = info.host_display();
+    let fail = |e| {
+        Error::from(SqlError::new(
+            format!("connecting to the {what} ({target})"),
+            e,
+        ))
+    };
+    let tls = crate::conn::tls::client_config(info).map_err(|e| Error::Config(e.to_string()))?;
+    let client = match (tls, info.sslmode) {
+        (Some(cfg), mode) if mode != SslMode::Disable => {
+            let (client, conn) = config.connect(tls::MakeRustls(cfg)).await.map_err(fail)?;
+            spawn_connection(conn);
+            client
+        }
+        _ => {
+            let (client, conn) = config.connect(NoTls).await.map_err(fail)?;
+            spawn_connection(conn);
+            client
+        }
+    };
+    Ok(client)
+}
+
+fn spawn_connection<C>(conn: C)
+where
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("connection ended: {e}");
+        }
+    });
+}
+
+/// Connects to the destination and prepares the session for applying changes.
+pub async fn connect(info: &Conninfo) -> Result<Dest> {
+    let client = connect_client(info, "destination").await?;
+    let target = info.host_display();
+    let ctx = |what: &str| format!("preparing the destination session ({what})");
+    client
+        .batch_execute(
+            "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; \
+             SET synchronous_commit = off",
+        )
+        .await
+        .map_err(|e| SqlError::new(ctx("settings"), e))?;
+    let version_num = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(|e| SqlError::new(ctx("version"), e))?
+        .get::<_, String>(0)
+        .parse()
+        .unwrap_or(0);
+    let replica_role = set_replica_role(&client).await?;
+    Ok(Dest {
+        client,
+        target,
+        version_num,
+        replica_role,
+    })
+}
+
+/// `session_replication_role = replica`, directly or through `aiven_extras`.
+async fn set_replica_role(client: &Client) -> Result<bool> {
+    if client
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .is_ok()
+    {
+        return Ok(true);
+    }
+    let has_extras = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'aiven_extras'",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::new("looking for the aiven_extras extension", e))?
+        .is_some();
+    if has_extras
+        && client
+            .batch_execute("SELECT aiven_extras.session_replication_role('replica')")
+            .await
+            .is_ok()
+    {
+        return Ok(true);
+    }
+    tracing::warn!(
+        "cannot set session_replication_role = replica on the destination (it needs a superuser, a role granted SET on it, or the aiven_extras extension): triggers and foreign keys on the destination fire while changes are applied"
+    );
+    Ok(false)
+}

@@ -1,0 +1,28 @@
+//! Crash injection for tests: `PGSUB_FAILPOINT=<name>` makes the process abort — as
+//! abruptly as `kill -9` — the first time execution reaches the named point, so tests can
+//! prove that a crash exactly there loses and repeats nothing. Unset, a failpoint costs one
+//! cached comparison.
+
+use std::sync::OnceLock;
+
+/// After a destination transaction holding applied changes and progress committed, before
+/// the source is told.
+pub const AFTER_DEST_COMMIT: &str = "apply.after-dest-commit";
+/// In the middle of a table's initial copy, after some data was sent.
+pub const MID_TABLE_COPY: &str = "copy.mid-table";
+/// In the middle of a source transaction's changes being applied.
+pub const MID_TRANSACTION: &str = "apply.mid-transaction";
+
+fn configured() -> Option<&'static str> {
+    static NAME: OnceLock<Option<String>> = OnceLock::new();
+    NAME.get_or_init(|| std::env::var("PGSUB_FAILPOINT").ok())
+        .as_deref()
+}
+
+/// Aborts the process if `name` is the configured failpoint.
+pub fn hit(name: &str) {
+    if configured() == Some(name) {
+        eprintln!("pgsub: failpoint {name} reached: aborting");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,155 @@
+//! The tables a set of publications publishes, with their published columns and row
+//! filters, read from the source's catalogs (`pg_publication_tables`; column lists and
+//! row filters exist from PostgreSQL 15).
+
+use postgres_protocol::escape::escape_literal;
+use serde::Serialize;
+
+use crate::conn::Connection;
+use crate::error::Result;
+
+/// One published table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedTable {
+    /// Relation OID on the source.
+    pub relid: u32,
+    /// Schema.
+    pub schema: String,
+    /// Table name.
+    pub name: String,
+    /// Published columns, in column order, with their types (`format_type`).
+    pub columns: Vec<PublishedColumn>,
+    /// Row filter (PostgreSQL 15+), SQL text.
+    pub row_filter: Option<String>,
+    /// `relreplident`: d, n, f or i.
+    pub replica_identity: String,
+    /// Primary key or replica-identity index columns.
+    pub key_columns: Vec<String>,
+    /// Partitioned table (`relkind = p`).
+    pub partitioned: bool,
+}
+
+/// One published column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedColumn {
+    /// Name.
+    pub name: String,
+    /// Type as `format_type` spells it.
+    pub type_sql: String,
+    /// Type OID on the source.
+    pub type_oid: u32,
+    /// NOT NULL.
+    pub not_null: bool,
+    /// Default expression, when it is a constant (no function calls or column refs).
+    pub constant_default: Option<String>,
+    /// Generated column (not published before PostgreSQL 18).
+    pub generated: bool,
+}
+
+impl PublishedTable {
+    /// `schema.table`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+fn list(pubs: &[String]) -> String {
+    pubs.iter()
+        .map(|p| escape_literal(p))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether any of the publications publishes UPDATE or DELETE.
+pub async fn publishes_changes(conn: &mut Connection, pubs: &[String]) -> Result<bool> {
+    let rows = conn
+        .simple_query(&format!(
+            "SELECT bool_or(pubupdate OR pubdelete)::text FROM pg_catalog.pg_publication WHERE pubname IN ({})",
+            list(pubs)
+        ))
+        .await?;
+    Ok(rows.first().and_then(|r| r.get_idx(0)) == Some("true"))
+}
+
+/// Every table the publications publish, ordered by schema and name.
+pub async fn published_tables(
+    conn: &mut Connection,
+    pubs: &[String],
+) -> Result<Vec<PublishedTable>> {
+    let v = conn.server_version_num();
+    let (attnames, rowfilter) = if v >= 150000 {
+        ("pt.attnames", "pt.rowfilter")
+    } else {
+        ("NULL::name[]", "NULL::text")
+    };
+    let sql = format!(
+        "SELECT DISTINCT ON (c.oid) c.oid, pt.schemaname::text, pt.tablename::text, \
+                array_to_string({attnames}, ','), {rowfilter}, c.relreplident::text, c.relkind::text \
+         FROM pg_catalog.pg_publication_tables pt \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename \
+         WHERE pt.pubname IN ({}) ORDER BY c.oid",
+        list(pubs)
+    );
+    let rows = conn.simple_query(&sql).await?;
+    let mut tables = Vec::new();
+    for r in rows {
+        let relid: u32 = r.get_idx(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let only: Option<Vec<String>> = r
+            .get_idx(3)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(',').map(str::to_owned).collect());
+        let generated = if v >= 120000 {
+            "a.attgenerated <> ''"
+        } else {
+            "false"
+        };
+        let cols = conn
+            .simple_query(&format!(
+                "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull, \
+                        CASE WHEN d.adbin IS NOT NULL AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) !~ '[(]|nextval' \
+                             THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END, {generated} \
+                 FROM pg_catalog.pg_attribute a \
+                 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attrelid = {relid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+            ))
+            .await?;
+        let columns = cols
+            .iter()
+            .map(|c| PublishedColumn {
+                name: c.get_idx(0).unwrap_or_default().to_owned(),
+                type_sql: c.get_idx(1).unwrap_or_default().to_owned(),
+                type_oid: c.get_idx(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+                not_null: c.get_idx(3) == Some("t"),
+                constant_default: c.get_idx(4).map(str::to_owned),
+                generated: c.get_idx(5) == Some("t"),
+            })
+            .filter(|c| !c.generated)
+            .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.name)))
+            .collect();
+        let key_columns = conn
+            .simple_query(&format!(
+                "SELECT a.attname FROM pg_catalog.pg_index i \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = {relid} AND (i.indisreplident OR (i.indisprimary AND NOT EXISTS \
+                   (SELECT 1 FROM pg_catalog.pg_index r WHERE r.indrelid = {relid} AND r.indisreplident))) \
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)"
+            ))
+            .await?
+            .iter()
+            .filter_map(|k| k.get_idx(0).map(str::to_owned))
+            .collect();
+        tables.push(PublishedTable {
+            relid,
+            schema: r.get_idx(1).unwrap_or_default().to_owned(),
+            name: r.get_idx(2).unwrap_or_default().to_owned(),
+            columns,
+            row_filter: r.get_idx(4).map(str::to_owned),
+            replica_identity: r.get_idx(5).unwrap_or("d").to_owned(),
+            key_columns,
+            partitioned: r.get_idx(6) == Some("p"),
+        });
+    }
+    tables.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    Ok(tables)
+}

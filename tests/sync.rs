@@ -1,0 +1,173 @@
+//! `pgsub sync` between two real servers: the managed procedure both ways, reruns that
+//! resume without duplicates, and the apply semantics of the built-in worker.
+
+mod support;
+
+use std::sync::OnceLock;
+
+use pgsub::cluster::{self, Cluster, ClusterOptions};
+use support::*;
+
+/// The destination server of this file's tests (the source is `cluster::shared()`).
+fn dest_cluster() -> &'static Cluster {
+    static C: OnceLock<Cluster> = OnceLock::new();
+    C.get_or_init(|| Cluster::start(ClusterOptions::default()).expect("a destination cluster"))
+}
+
+/// A source database and a destination database of the same name.
+fn pair(prefix: &str) -> (&'static Cluster, &'static Cluster, String) {
+    let s = cluster::shared();
+    let d = dest_cluster();
+    let db = s.create_database(prefix).unwrap();
+    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
+    (s, d, db)
+}
+
+fn sync(s: &Cluster, d: &Cluster, db: &str, publication: &str, extra: &[&str]) -> Run {
+    let src = s.conninfo(db);
+    let dst = d.conninfo(db);
+    let mut args = vec![
+        "sync",
+        "--source",
+        &src,
+        "--dest",
+        &dst,
+        "--publication",
+        publication,
+        "--slot",
+        db,
+        "--create-slot",
+        "--until",
+        "caught-up",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn rows(c: &Cluster, db: &str, query: &str) -> Vec<String> {
+    let out = sql(c, db, query);
+    out.lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn managed_procedure_one_table_through_pub1() {
+    let (s, d, db) = pair("sync_pub1");
+    sql(s, &db, MANAGED_SCHEMA);
+    sql(s, &db, MANAGED_ROWS);
+    sql(d, &db, "CREATE TABLE test_table (id INT)");
+    sync(s, d, &db, "pub1", &[]).expect_code(0);
+    assert_eq!(
+        rows(d, &db, "SELECT id FROM test_table ORDER BY id"),
+        ["1", "2"]
+    );
+    // Changes after the copy are streamed; the same command line resumes.
+    sql(
+        s,
+        &db,
+        "INSERT INTO test_table VALUES (7); INSERT INTO test_table_2 VALUES (8)",
+    );
+    let out = sync(s, d, &db, "pub1", &[]).expect_code(0);
+    assert_eq!(
+        rows(d, &db, "SELECT id FROM test_table ORDER BY id"),
+        ["1", "2", "7"]
+    );
+    assert!(out.stderr.contains("pgsub sync"), "{}", out.stderr);
+    // Progress is recorded, without any connection string.
+    let progress = rows(
+        d,
+        &db,
+        "SELECT slot, publications::text FROM pgsub.progress",
+    );
+    assert_eq!(progress, [format!("{db}|{{pub1}}")]);
+    assert_eq!(
+        rows(d, &db, "SELECT relation, state FROM pgsub.tables"),
+        ["public.test_table|ready"]
+    );
+}
+
+#[test]
+fn managed_procedure_all_tables_through_pub_all_tables_with_schema_create() {
+    let (s, d, db) = pair("sync_all");
+    sql(s, &db, MANAGED_SCHEMA);
+    sql(s, &db, MANAGED_ROWS);
+    sync(s, d, &db, "pub_all_tables", &["--schema", "create"]).expect_code(0);
+    for (table, want) in [
+        ("test_table", ["1", "2"]),
+        ("test_table_2", ["3", "4"]),
+        ("test_table_3", ["5", "6"]),
+    ] {
+        assert_eq!(
+            rows(d, &db, &format!("SELECT id FROM {table} ORDER BY id")),
+            want
+        );
+    }
+    sql(s, &db, "INSERT INTO test_table_3 VALUES (60), (61)");
+    sync(s, d, &db, "pub_all_tables", &["--schema", "create"]).expect_code(0);
+    assert_eq!(
+        rows(d, &db, "SELECT id FROM test_table_3 ORDER BY id"),
+        ["5", "6", "60", "61"]
+    );
+}
+
+#[test]
+fn schema_verify_names_the_missing_table_and_exits_2() {
+    let (s, d, db) = pair("sync_verify");
+    sql(s, &db, MANAGED_SCHEMA);
+    let out = sync(s, d, &db, "pub1", &[]).expect_code(2);
+    assert!(out.stderr.contains("public.test_table"), "{}", out.stderr);
+    assert!(out.stderr.contains("--schema create"), "{}", out.stderr);
+    sql(d, &db, "CREATE TABLE test_table (id bigint)");
+    let out = sync(s, d, &db, "pub1", &[]).expect_code(2);
+    assert!(
+        out.stderr.contains("integer on the source but bigint"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn updates_deletes_key_changes_and_truncates_apply_like_the_built_in_worker() {
+    let (s, d, db) = pair("sync_apply");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE k (id int PRIMARY KEY, v text, n numeric);
+         CREATE TABLE f (a int, b text); ALTER TABLE f REPLICA IDENTITY FULL;
+         CREATE TABLE seq (id serial PRIMARY KEY, v text);
+         CREATE PUBLICATION p FOR ALL TABLES;
+         INSERT INTO k VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3);
+         INSERT INTO f VALUES (1, 'dup'), (1, 'dup'), (2, 'x');",
+    );
+    sync(s, d, &db, "p", &["--schema", "create"]).expect_code(0);
+    sql(
+        s,
+        &db,
+        "UPDATE k SET v = 'uno' WHERE id = 1;
+         UPDATE k SET id = 20 WHERE id = 2;
+         DELETE FROM k WHERE id = 3;
+         INSERT INTO k SELECT g, 'g' || g, g FROM generate_series(100, 199) g;
+         UPDATE k SET n = n * 2 WHERE id >= 100;
+         DELETE FROM k WHERE id >= 150;
+         UPDATE f SET b = 'one of two' WHERE ctid = (SELECT min(ctid) FROM f WHERE b = 'dup');
+         DELETE FROM f WHERE a = 2;
+         INSERT INTO seq (v) VALUES ('a'), ('b');
+         TRUNCATE seq RESTART IDENTITY;
+         INSERT INTO seq (v) VALUES ('c');",
+    );
+    sync(s, d, &db, "p", &["--schema", "create"]).expect_code(0);
+    for q in [
+        "SELECT id, v, n FROM k ORDER BY id",
+        "SELECT a, b FROM f ORDER BY a, b",
+        "SELECT id, v FROM seq ORDER BY id",
+    ] {
+        assert_eq!(rows(d, &db, q), rows(s, &db, q), "{q}");
+    }
+    assert_eq!(
+        rows(d, &db, "SELECT count(*) FROM f WHERE b = 'dup'"),
+        ["1"],
+        "one of two duplicates changed"
+    );
+}
