@@ -146,6 +146,7 @@ pub struct ApplySink {
     durable: Lsn,
     stats: ApplyStats,
     warned_missing: std::collections::HashSet<String>,
+    add_columns: bool,
 }
 
 impl std::fmt::Debug for ApplySink {
@@ -212,7 +213,14 @@ impl ApplySink {
             durable: applied,
             stats: ApplyStats::default(),
             warned_missing: Default::default(),
+            add_columns: false,
         }
+    }
+
+    /// Adds columns the source adds mid-stream (`--schema create`).
+    pub fn add_columns(mut self, yes: bool) -> Self {
+        self.add_columns = yes;
+        self
     }
 
     /// What was applied so far.
@@ -232,7 +240,13 @@ impl ApplySink {
                     "a change for relation OID {relid} arrived before its description"
                 ))
             })?;
-            let t = target::resolve(&self.dest.client, rel).await?;
+            let t = target::resolve(
+                &self.dest.client,
+                rel,
+                session.relations(),
+                self.add_columns,
+            )
+            .await?;
             self.targets.insert(relid, t);
         }
         Ok(&self.targets[&relid])

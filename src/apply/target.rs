@@ -13,7 +13,8 @@ use tokio_postgres::Client;
 use super::sql::{Col, qualified};
 use crate::dest::SqlError;
 use crate::error::{Error, Result};
-use crate::pgoutput::{Relation, ReplicaIdentity};
+use crate::pgoutput::{Relation, RelationColumn, ReplicaIdentity};
+use crate::stream::relations::RelationCache;
 
 /// The destination of one source relation.
 #[derive(Debug, Clone)]
@@ -93,15 +94,67 @@ async fn dest_columns(
     ))
 }
 
-/// Builds the target of `rel` from the destination's catalog.
-pub async fn resolve(client: &Client, rel: &Relation) -> Result<Target> {
+/// The destination's spelling of a source column's type: built-in types (OIDs below
+/// 10000 are the same on every server) through `format_type`, user types by the name
+/// their Type message gave.
+async fn type_sql(client: &Client, c: &RelationColumn, types: &RelationCache) -> Result<String> {
+    if let Some(t) = types.get_type(c.type_oid) {
+        return Ok(qualified(
+            if t.namespace.is_empty() {
+                "pg_catalog"
+            } else {
+                &t.namespace
+            },
+            &t.name,
+        ));
+    }
+    let oid = c.type_oid;
+    client
+        .query_one(
+            "SELECT pg_catalog.format_type($1::int8::oid, $2)",
+            &[&i64::from(oid), &c.type_modifier],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| Error::from(SqlError::new(format!("naming the type with OID {oid}"), e)))
+}
+
+/// Builds the target of `rel` from the destination's catalog. With `add_columns`, a
+/// published column the destination lacks is added (`--schema create`); otherwise it is
+/// an error naming it.
+pub async fn resolve(
+    client: &Client,
+    rel: &Relation,
+    types: &RelationCache,
+    add_columns: bool,
+) -> Result<Target> {
     let schema = rel.schema();
     let name = format!("{schema}.{}", rel.name);
-    let Some(dest) = dest_columns(client, schema, &rel.name).await? else {
+    let Some(mut dest) = dest_columns(client, schema, &rel.name).await? else {
         return Err(Error::Config(format!(
             "table {name} is published on the source but does not exist on the destination: create it (pg_dump --schema-only, or run sync with --schema create)"
         )));
     };
+    for c in &rel.columns {
+        if add_columns && !dest.iter().any(|d| d.name == c.name) {
+            let ty = type_sql(client, c, types).await?;
+            let sql = format!(
+                "ALTER TABLE {} ADD COLUMN {} {ty}",
+                qualified(schema, &rel.name),
+                postgres_protocol::escape::escape_identifier(&c.name)
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| SqlError::new(format!("adding column \"{}\" to {name}", c.name), e))?;
+            tracing::info!(table = %name, column = %c.name, r#type = %ty, "added a column the source added");
+            dest.push(DestColumn {
+                name: c.name.clone(),
+                type_sql: ty,
+                generated: false,
+            });
+        }
+    }
     let mut cols = Vec::with_capacity(rel.columns.len());
     for c in &rel.columns {
         let Some(d) = dest.iter().find(|d| d.name == c.name) else {

@@ -115,6 +115,7 @@ pub(crate) async fn start(args: &StreamArgs) -> Result<Started> {
             acknowledge: !args.no_ack,
             status_interval: Duration::from_secs(args.status_interval.max(1)),
             progress_gap: crate::stream::feedback::DEFAULT_PROGRESS_GAP,
+            stats_interval: None,
             slot: args.slot.clone(),
         },
     })

@@ -290,7 +290,8 @@ async fn sync_once(
         applied,
         snapshots,
         GroupLimits::default(),
-    );
+    )
+    .add_columns(args.schema == SchemaMode::Create);
     let end = run::run(
         &mut conn,
         &mut session,
@@ -300,6 +301,8 @@ async fn sync_once(
             acknowledge: true,
             status_interval: Duration::from_secs(args.status_interval.max(1)),
             progress_gap: crate::stream::feedback::DEFAULT_PROGRESS_GAP,
+            stats_interval: (args.stats_interval > 0)
+                .then(|| Duration::from_secs(args.stats_interval)),
             slot: args.slot.clone(),
         },
         shutdown,

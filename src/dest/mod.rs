@@ -103,6 +103,13 @@ pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name(crate::conn::DEFAULT_APPLICATION_NAME);
     }
+    // The text formats pgsub reads and writes values in, whatever the role's settings.
+    let formats = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3";
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {formats}"),
+        _ => formats.to_owned(),
+    };
+    config.options(&options);
     let target = info.host_display();
     let fail = |e| {
         Error::from(SqlError::new(

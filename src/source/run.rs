@@ -81,6 +81,8 @@ pub struct RunOptions {
     /// Shortest time between status updates sent for progress (each makes the sink
     /// durable first).
     pub progress_gap: Duration,
+    /// Time between log lines of statistics, if any.
+    pub stats_interval: Option<Duration>,
     /// The slot, for messages.
     pub slot: String,
 }
@@ -120,6 +122,7 @@ pub async fn run<S: Sink>(
     let mut last_data = Instant::now();
     let ping_after = Duration::from_millis(250);
     let mut last_ping = Instant::now();
+    let mut stats = Stats::new(session);
     let end = loop {
         let prospective = prospective_ack(session, processed);
         if opts.target.is_some_and(|t| prospective >= t) {
@@ -132,6 +135,9 @@ pub async fn run<S: Sink>(
             // so an idle source still reports its position promptly.
             wake = wake.min(last_data.max(last_ping) + ping_after);
         }
+        if let Some(every) = opts.stats_interval {
+            wake = wake.min(stats.at + every);
+        }
         tokio::select! {
             biased;
             changed = shutdown.changed() => {
@@ -143,11 +149,14 @@ pub async fn run<S: Sink>(
                 CopyBothEvent::Data { payload, wire_len } => {
                     last_data = Instant::now();
                     let event = session.on_copy_data(payload.clone(), wire_len)?;
-                    sink.on_event(session, &event, &payload).await?;
-                    match &event {
-                        Event::Message { unit_end: Some(end), .. } => processed = *end,
-                        Event::Keepalive(k) if k.reply_requested => policy.reply_requested(),
-                        _ => {}
+                    if let Event::Keepalive(k) = &event && k.reply_requested {
+                        policy.reply_requested();
+                    }
+                    handle(conn, session, sink, &mut policy, opts, &event, &payload)
+                        .await
+                        .map_err(|e| with_conn_context(e, &context()))?;
+                    if let Event::Message { unit_end: Some(end), .. } = &event {
+                        processed = *end;
                     }
                 }
                 CopyBothEvent::End(e) => break RunEnd::ServerEnded(e),
@@ -155,6 +164,11 @@ pub async fn run<S: Sink>(
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         let now = Instant::now();
+        if let Some(every) = opts.stats_interval
+            && now >= stats.at + every
+        {
+            stats.log(session, now);
+        }
         let ping = opts.target.is_some() && now >= last_data.max(last_ping) + ping_after;
         if ping || policy.due(now, prospective_ack(session, processed)) {
             if ping {
@@ -181,6 +195,87 @@ pub async fn run<S: Sink>(
     conn.finish_copy_both(server_end).await?;
     session.accounting().check()?;
     Ok(end)
+}
+
+/// Hands one event to the sink. Should that take long (a large statement on the
+/// destination), status updates with the position already acknowledged keep going out, so
+/// the source's `wal_sender_timeout` never fires during an apply.
+async fn handle<S: Sink>(
+    conn: &mut Connection,
+    session: &Session,
+    sink: &mut S,
+    policy: &mut FeedbackPolicy,
+    opts: &RunOptions,
+    event: &Event,
+    payload: &Bytes,
+) -> Result<()> {
+    let work = sink.on_event(session, event, payload);
+    tokio::pin!(work);
+    let beat = (opts.status_interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = heartbeat.tick() => {
+                let update = policy.build(
+                    Instant::now(),
+                    session.positions().received(),
+                    policy.last_flush(),
+                    false,
+                );
+                let mut buf = bytes::BytesMut::with_capacity(
+                    crate::protocol::replication::STANDBY_STATUS_UPDATE_LEN,
+                );
+                update.write_payload(&mut buf);
+                conn.send_feedback(&buf).await?;
+                tracing::debug!(flush = %update.flush, "status update while applying");
+            }
+        }
+    }
+}
+
+/// The periodic statistics line.
+struct Stats {
+    at: Instant,
+    rows: u64,
+}
+
+fn rows_seen(session: &Session) -> u64 {
+    use crate::pgoutput::MessageKind;
+    let acc = session.accounting();
+    [
+        MessageKind::Insert,
+        MessageKind::Update,
+        MessageKind::Delete,
+    ]
+    .iter()
+    .map(|k| acc.kind(*k).count)
+    .sum()
+}
+
+impl Stats {
+    fn new(session: &Session) -> Self {
+        Stats {
+            at: Instant::now(),
+            rows: rows_seen(session),
+        }
+    }
+
+    fn log(&mut self, session: &Session, now: Instant) {
+        let pos = session.positions();
+        let rows = rows_seen(session);
+        let secs = now.duration_since(self.at).as_secs_f64().max(0.001);
+        tracing::info!(
+            received = %pos.received(),
+            applied = %pos.applied(),
+            acknowledged = %pos.acknowledged(),
+            lag_bytes = pos.last_keepalive().max(pos.received()).bytes_since(pos.acknowledged()),
+            rows_per_second = ((rows - self.rows) as f64 / secs) as u64,
+            "stats"
+        );
+        self.at = now;
+        self.rows = rows;
+    }
 }
 
 fn with_conn_context(e: crate::error::Error, context: &str) -> crate::error::Error {
