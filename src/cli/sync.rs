@@ -52,7 +52,25 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
     let mut backoff = Duration::from_secs(1);
     let mut attempt = 0u32;
     loop {
-        match sync_once(cli, args, &src, &dst, shutdown.clone()).await {
+        let started = std::time::Instant::now();
+        let result = sync_once(cli, args, &src, &dst, shutdown.clone()).await;
+        if started.elapsed() > MAX_BACKOFF {
+            // It ran a good while: this failure is news, not a repeat.
+            backoff = Duration::from_secs(1);
+        }
+        // The source ending the stream (it is shutting down) is a pause, not the end: a
+        // subscription keeps going until it reaches --until or is told to stop.
+        let result = match result {
+            Ok(RunEnd::ServerEnded(how)) if !*shutdown.borrow() => {
+                Err(Error::Conn(Box::new(crate::conn::ConnError::Closed {
+                    context: format!(
+                        "streaming (the source ended the stream: {how:?}; it is probably restarting)"
+                    ),
+                })))
+            }
+            other => other.map(|_| ()),
+        };
+        match result {
             Ok(()) => return Ok(()),
             Err(e) if attempt > 0 || !is_startup(&e) => {
                 if !is_transient(&e) || *shutdown.borrow() {
@@ -137,7 +155,7 @@ async fn sync_once(
     src: &Conninfo,
     dst: &Conninfo,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<()> {
+) -> Result<RunEnd> {
     let name = args.name.clone().unwrap_or_else(|| args.slot.clone());
     let dest = dest::connect(dst).await?;
     progress::setup(&dest.client).await?;
@@ -309,7 +327,8 @@ async fn sync_once(
     )
     .await?;
     conn.close().await;
-    report(cli, &end, &session, &sink)
+    report(cli, &end, &session, &sink)?;
+    Ok(end)
 }
 
 fn check_stored(stored: &Option<Progress>, system_id: &str, slot: &str, name: &str) -> Result<()> {
