@@ -56,6 +56,11 @@ pub enum Command {
     /// Capture the raw replication stream into a recording file.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
+    /// The managed procedure end to end on two throwaway local clusters.
+    #[command(
+        after_help = "Example:\n  pgsub demo          # about 15 seconds; needs the PostgreSQL server binaries\n  pgsub demo --keep   # leave both clusters running and print how to connect"
+    )]
+    Demo(DemoArgs),
     /// Create, drop or list logical replication slots on the source.
     #[command(
         subcommand,
@@ -225,6 +230,14 @@ impl SyncArgs {
             _ => None,
         }
     }
+}
+
+/// `pgsub demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Leave both clusters running at the end, and print how to connect to them.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// `pgsub record`.

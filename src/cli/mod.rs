@@ -3,6 +3,7 @@
 
 pub mod args;
 mod decode;
+mod demo;
 mod record;
 mod slot;
 mod stream_setup;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Decode(a) => decode::run(&cli, a).await,
         Command::Record(a) => record::run(&cli, a).await,
         Command::Sync(a) => sync::run(&cli, a).await,
+        Command::Demo(a) => demo::run(&cli, a).await,
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,
