@@ -35,6 +35,9 @@ use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::source::tables::PublishedTable;
 
+/// Bytes of COPY data sent to the destination at a time.
+const COPY_BATCH: usize = 1 << 20;
+
 /// OIDs below this are built-in types, the same on every server.
 const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
@@ -233,13 +236,22 @@ async fn copy_one(
     let mut out = std::pin::pin!(out);
     let mut sink = std::pin::pin!(sink);
     let mut bytes = 0u64;
+    // The source sends one CopyData per row; batch them, so the destination socket is
+    // written (and flushed) once per megabyte, not once per row.
+    let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
     while let Some(chunk) = out.next().await {
         let chunk = chunk.map_err(err(format!("reading {name} on the source")))?;
         bytes += chunk.len() as u64;
-        if bytes > 1 << 20 {
+        batch.extend_from_slice(&chunk);
+        if batch.len() >= COPY_BATCH {
             crate::failpoint::hit(crate::failpoint::MID_TABLE_COPY);
+            sink.send(batch.split().freeze())
+                .await
+                .map_err(err(format!("writing {name} on the destination")))?;
         }
-        sink.send(chunk)
+    }
+    if !batch.is_empty() {
+        sink.send(batch.freeze())
             .await
             .map_err(err(format!("writing {name} on the destination")))?;
     }

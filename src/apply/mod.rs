@@ -29,6 +29,7 @@
 //! worker does, not an error.
 
 pub mod batch;
+pub mod executor;
 pub mod progress;
 pub mod sql;
 pub mod target;
@@ -38,7 +39,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_postgres::Statement;
-use tokio_postgres::types::ToSql;
 
 use crate::dest::{Dest, SqlError};
 use crate::error::{Error, Result};
@@ -48,6 +48,7 @@ use crate::source::run::Sink;
 use crate::stream::relations::OidMap;
 use crate::stream::{Event, Session};
 use batch::{KeyTuple, Run, RunKind};
+use executor::{Executor, Kind, Outcome, Params};
 use target::Target;
 
 /// Bounds of one destination transaction holding several source transactions.
@@ -133,6 +134,7 @@ enum StmtKey {
 /// The sink that applies events to the destination.
 pub struct ApplySink {
     dest: Dest,
+    exec: Executor,
     sub: Subscription,
     limits: GroupLimits,
     skip_before: Lsn,
@@ -198,8 +200,10 @@ impl ApplySink {
         table_snapshots: OidMap<Lsn>,
         limits: GroupLimits,
     ) -> Self {
+        let exec = Executor::start(dest.client.clone());
         ApplySink {
             dest,
+            exec,
             sub,
             limits,
             skip_before: applied,
@@ -240,6 +244,9 @@ impl ApplySink {
                     "a change for relation OID {relid} arrived before its description"
                 ))
             })?;
+            // The catalog read (and a column added under --schema create) must come
+            // after everything queued before it.
+            self.settle().await?;
             let t = target::resolve(
                 &self.dest.client,
                 rel,
@@ -254,17 +261,33 @@ impl ApplySink {
 
     async fn begin_group(&mut self) -> Result<()> {
         if self.group.is_none() {
-            self.dest
-                .client
-                .batch_execute("BEGIN")
-                .await
-                .map_err(sql_err("starting a destination transaction"))?;
+            self.exec.simple("BEGIN").await?;
             self.group = Some(Group {
                 opened: Instant::now(),
                 changes: 0,
                 bytes: 0,
                 last_end: None,
             });
+        }
+        Ok(())
+    }
+
+    /// Waits for the queued statements and books what they did.
+    async fn settle(&mut self) -> Result<()> {
+        for o in self.exec.barrier().await? {
+            let missing = o.expected.saturating_sub(o.affected);
+            match o.kind {
+                Kind::Insert => self.stats.inserted += o.affected,
+                Kind::Update => {
+                    self.stats.updated += o.affected;
+                    self.missing(missing, "update", &o.table);
+                }
+                Kind::Delete => {
+                    self.stats.deleted += o.affected;
+                    self.missing(missing, "delete", &o.table);
+                }
+                Kind::Other => {}
+            }
         }
         Ok(())
     }
@@ -299,32 +322,23 @@ impl ApplySink {
         Ok(stmt)
     }
 
-    /// Applies the pending run, if any.
+    /// Queues the pending run, if any, on the executor.
     async fn flush_run(&mut self) -> Result<()> {
         let Some(run) = self.run.take() else {
             return Ok(());
         };
         let target = self.targets[&run.relid].clone();
+        let outcome = |kind| Outcome {
+            kind,
+            table: target.name.clone(),
+            expected: run.rows as u64,
+            affected: 0,
+        };
         match &run.kind {
             RunKind::Insert => {
-                let cols = target.all_cols();
-                let copy = sql::copy_in(&target.table, &cols);
-                let sink = self
-                    .dest
-                    .client
-                    .copy_in::<_, Bytes>(&copy)
-                    .await
-                    .map_err(sql_err(format!("starting COPY into {}", target.name)))?;
-                use futures_util::SinkExt;
-                let mut sink = std::pin::pin!(sink);
-                sink.send(Bytes::from(run.copy))
-                    .await
-                    .map_err(sql_err(format!("inserting into {}", target.name)))?;
-                let n = sink
-                    .finish()
-                    .await
-                    .map_err(sql_err(format!("inserting into {}", target.name)))?;
-                self.stats.inserted += n;
+                let copy = sql::copy_in(&target.table, &target.all_cols());
+                let o = outcome(Kind::Insert);
+                self.exec.copy(copy, Bytes::from(run.copy), o).await?;
             }
             RunKind::Update(set) => {
                 let stmt = self
@@ -336,13 +350,10 @@ impl ApplySink {
                         )
                     })
                     .await?;
-                let n = self.execute(&stmt, &run.params, &target.name).await?;
-                self.stats.updated += n;
-                self.missing(
-                    run.rows as u64 - n.min(run.rows as u64),
-                    "update",
-                    &target.name,
-                );
+                let o = outcome(Kind::Update);
+                self.exec
+                    .execute(stmt, Params::Arrays(run.params), o)
+                    .await?;
             }
             RunKind::Delete => {
                 let stmt = self
@@ -350,31 +361,13 @@ impl ApplySink {
                         sql::delete_by_key(&target.table, &target.cols_at(&target.key))
                     })
                     .await?;
-                let n = self.execute(&stmt, &run.params, &target.name).await?;
-                self.stats.deleted += n;
-                self.missing(
-                    run.rows as u64 - n.min(run.rows as u64),
-                    "delete",
-                    &target.name,
-                );
+                let o = outcome(Kind::Delete);
+                self.exec
+                    .execute(stmt, Params::Arrays(run.params), o)
+                    .await?;
             }
         }
         Ok(())
-    }
-
-    async fn execute<P: ToSql + Sync>(
-        &self,
-        stmt: &Statement,
-        params: &[P],
-        table: &str,
-    ) -> Result<u64> {
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        self.dest
-            .client
-            .execute(stmt, &refs)
-            .await
-            .map_err(sql_err(format!("applying changes to {table}")))
     }
 
     fn missing(&mut self, n: u64, op: &str, table: &str) {
@@ -475,9 +468,13 @@ impl ApplySink {
                     sql::update_full(&target.table, &target.all_cols(), &target.cols_at(&set))
                 })
                 .await?;
-            let n = self.execute(&stmt, &params, &target.name).await?;
-            self.stats.updated += n;
-            self.missing(1 - n.min(1), "update", &target.name);
+            let o = Outcome {
+                kind: Kind::Update,
+                table: target.name.clone(),
+                expected: 1,
+                affected: 0,
+            };
+            self.exec.execute(stmt, Params::Row(params), o).await?;
             self.count(new);
             return Ok(());
         }
@@ -534,9 +531,13 @@ impl ApplySink {
                     sql::delete_full(&target.table, &target.all_cols())
                 })
                 .await?;
-            let n = self.execute(&stmt, &params, &target.name).await?;
-            self.stats.deleted += n;
-            self.missing(1 - n.min(1), "delete", &target.name);
+            let o = Outcome {
+                kind: Kind::Delete,
+                table: target.name.clone(),
+                expected: 1,
+                affected: 0,
+            };
+            self.exec.execute(stmt, Params::Row(params), o).await?;
             self.count(old.tuple());
             return Ok(());
         }
@@ -564,12 +565,7 @@ impl ApplySink {
             return Ok(());
         }
         self.flush_run().await?;
-        let sql = sql::truncate(&tables, restart);
-        self.dest
-            .client
-            .batch_execute(&sql)
-            .await
-            .map_err(sql_err(format!("running `{sql}`")))?;
+        self.exec.simple(sql::truncate(&tables, restart)).await?;
         self.stats.truncates += 1;
         Ok(())
     }
@@ -578,6 +574,7 @@ impl ApplySink {
     /// position of the commit.
     async fn commit_group(&mut self) -> Result<()> {
         self.flush_run().await?;
+        self.settle().await?;
         let Some(group) = self.group.take() else {
             return Ok(());
         };
@@ -672,7 +669,8 @@ impl ApplySink {
                     }
                     return Ok(());
                 }
-                self.flush_run().await?;
+                // The run stays open: the next source transaction's changes may join it,
+                // since they go into the same destination transaction.
                 if let Some(g) = self.group.as_mut() {
                     g.last_end = Some((c.end_lsn, c.commit_ts.to_string()));
                 }
@@ -761,6 +759,7 @@ impl Sink for ApplySink {
             // sent again next time.
             self.run = None;
             if self.group.take().is_some() {
+                let _ = self.exec.barrier().await;
                 let _ = self.dest.client.batch_execute("ROLLBACK").await;
             }
         }

@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 
 /// A connected destination session.
 pub struct Dest {
-    /// The client.
-    pub client: Client,
+    /// The client (shared with the task that runs the apply statements).
+    pub client: std::sync::Arc<Client>,
     /// `host:port` or socket, for messages.
     pub target: String,
     /// `server_version_num`.
@@ -165,7 +165,7 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
         .unwrap_or(0);
     let replica_role = set_replica_role(&client).await?;
     Ok(Dest {
-        client,
+        client: std::sync::Arc::new(client),
         target,
         version_num,
         replica_role,

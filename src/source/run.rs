@@ -174,9 +174,18 @@ pub async fn run<S: Sink>(
             if ping {
                 last_ping = now;
             }
-            send_status(conn, session, sink, &mut policy, processed, ping, false)
-                .await
-                .map_err(|e| with_conn_context(e, &context()))?;
+            send_status(
+                conn,
+                session,
+                sink,
+                &mut policy,
+                opts,
+                processed,
+                ping,
+                false,
+            )
+            .await
+            .map_err(|e| with_conn_context(e, &context()))?;
         }
     };
     // Make what was processed durable and say so, whatever the reason for stopping. After
@@ -187,19 +196,28 @@ pub async fn run<S: Sink>(
         _ => None,
     };
     if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
+        // The server is out of COPY mode: no status updates any more.
         let durable = sink.make_durable(processed).await?;
         session.on_applied(durable)?;
     } else {
-        send_status(conn, session, sink, &mut policy, processed, false, true).await?;
+        send_status(
+            conn,
+            session,
+            sink,
+            &mut policy,
+            opts,
+            processed,
+            false,
+            true,
+        )
+        .await?;
     }
     conn.finish_copy_both(server_end).await?;
     session.accounting().check()?;
     Ok(end)
 }
 
-/// Hands one event to the sink. Should that take long (a large statement on the
-/// destination), status updates with the position already acknowledged keep going out, so
-/// the source's `wal_sender_timeout` never fires during an apply.
+/// Hands one event to the sink, keeping the source informed if that takes long.
 async fn handle<S: Sink>(
     conn: &mut Connection,
     session: &Session,
@@ -209,7 +227,27 @@ async fn handle<S: Sink>(
     event: &Event,
     payload: &Bytes,
 ) -> Result<()> {
-    let work = sink.on_event(session, event, payload);
+    let received = session.positions().received();
+    with_heartbeat(
+        conn,
+        policy,
+        opts,
+        received,
+        sink.on_event(session, event, payload),
+    )
+    .await
+}
+
+/// Awaits `work` (the sink applying something, or making it durable). Should that take
+/// long — a large statement on the destination — status updates with the position already
+/// acknowledged keep going out, so the source's `wal_sender_timeout` never fires.
+async fn with_heartbeat<T>(
+    conn: &mut Connection,
+    policy: &mut FeedbackPolicy,
+    opts: &RunOptions,
+    received: Lsn,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     tokio::pin!(work);
     let beat = (opts.status_interval / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
@@ -217,18 +255,13 @@ async fn handle<S: Sink>(
         tokio::select! {
             done = &mut work => return done,
             _ = heartbeat.tick() => {
-                let update = policy.build(
-                    Instant::now(),
-                    session.positions().received(),
-                    policy.last_flush(),
-                    false,
-                );
+                let update = policy.build(Instant::now(), received, policy.last_flush(), false);
                 let mut buf = bytes::BytesMut::with_capacity(
                     crate::protocol::replication::STANDBY_STATUS_UPDATE_LEN,
                 );
                 update.write_payload(&mut buf);
                 conn.send_feedback(&buf).await?;
-                tracing::debug!(flush = %update.flush, "status update while applying");
+                tracing::debug!(flush = %update.flush, "status update while the sink works");
             }
         }
     }
@@ -292,19 +325,22 @@ fn prospective_ack(session: &Session, processed: Lsn) -> Lsn {
     p.acknowledgeable()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_status<S: Sink>(
     conn: &mut Connection,
     session: &mut Session,
     sink: &mut S,
     policy: &mut FeedbackPolicy,
+    opts: &RunOptions,
     processed: Lsn,
     reply_requested: bool,
     wait: bool,
 ) -> Result<()> {
+    let received = session.positions().received();
     let durable = if wait {
-        sink.make_durable(processed).await?
+        with_heartbeat(conn, policy, opts, received, sink.make_durable(processed)).await?
     } else {
-        sink.durable(processed).await?
+        with_heartbeat(conn, policy, opts, received, sink.durable(processed)).await?
     };
     session.on_applied(durable)?;
     let pos = session.positions();

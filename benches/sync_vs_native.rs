@@ -1,0 +1,262 @@
+//! `pgsub sync` against PostgreSQL's built-in subscription, on the same data in the same
+//! run: streaming apply of a backlog, and the initial copy of several tables.
+//!
+//! Two throwaway clusters. **Apply**: a table of an int8 key, an int and ~80 bytes of text;
+//! a native subscription (created disabled, `copy_data = false`, its own slot) and a pgsub
+//! slot are created first, then the backlog is written — `PGSUB_BENCH_ROWS` inserts
+//! (default 200 000) in transactions of 200 rows, updates of half of them by key and deletes
+//! of a quarter by key, in transactions of 100 — and each consumer applies it into its own
+//! destination database: the subscription is enabled and timed until its slot's
+//! `confirmed_flush_lsn` reaches the end of the backlog; `pgsub sync --until` is timed until
+//! it exits, which it does once the same holds for its slot. **Copy**: four such tables of
+//! `PGSUB_BENCH_COPY_ROWS` rows each (default 250 000) copied by a native subscription
+//! (default `max_sync_workers_per_subscription = 2`) until every table is ready, and by
+//! `pgsub sync` (default `--copy-jobs 4`) until it exits. Destination tables are identical
+//! and empty before each run; both sides are checked equal afterwards.
+//!
+//! Run: `cargo bench --bench sync_vs_native` (figures in docs/benchmarks.md).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pgsub::Lsn;
+use pgsub::cluster::{Cluster, ClusterOptions};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn psql(c: &Cluster, db: &str, sql: &str) -> String {
+    c.psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn lsn(c: &Cluster, db: &str, sql: &str) -> Lsn {
+    psql(c, db, sql).parse().unwrap_or_default()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> f64 {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1800),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    t0.elapsed().as_secs_f64()
+}
+
+const TABLE: &str = "(id int8 PRIMARY KEY, n int, body text)";
+
+fn pgsub(args: &[&str]) -> f64 {
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgsub"))
+        .args(args)
+        .arg("-q")
+        .output()
+        .expect("run pgsub");
+    assert!(
+        out.status.success(),
+        "pgsub failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t0.elapsed().as_secs_f64()
+}
+
+fn checksum(c: &Cluster, db: &str, table: &str) -> String {
+    psql(
+        c,
+        db,
+        &format!(
+            "SELECT count(*) || ':' || coalesce(sum(hashtext(id::text || n::text || body)::int8), 0) FROM {table}"
+        ),
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rows = env_u64("PGSUB_BENCH_ROWS", 200_000);
+    let copy_rows = env_u64("PGSUB_BENCH_COPY_ROWS", 250_000);
+    let s = Cluster::start(ClusterOptions::default()).expect("source cluster");
+    let d = Cluster::start(ClusterOptions::default()).expect("destination cluster");
+    eprintln!("PostgreSQL {}", s.bin().version);
+
+    // ---------------- apply ----------------
+    let db = s.create_database("bench_apply").unwrap();
+    psql(
+        &s,
+        &db,
+        &format!("CREATE TABLE bench {TABLE}; CREATE PUBLICATION p FOR TABLE bench;"),
+    );
+    for dest_db in ["native_apply", "pgsub_apply"] {
+        psql(&d, "postgres", &format!("CREATE DATABASE {dest_db}"));
+        psql(&d, dest_db, &format!("CREATE TABLE bench {TABLE}"));
+    }
+    psql(
+        &d,
+        "native_apply",
+        &format!(
+            "CREATE SUBSCRIPTION native CONNECTION '{}' PUBLICATION p \
+             WITH (enabled = false, copy_data = false, slot_name = 'native_apply')",
+            s.conninfo(&db)
+        ),
+    );
+    psql(
+        &s,
+        &db,
+        "SELECT 1 FROM pg_create_logical_replication_slot('pgsub_apply', 'pgoutput')",
+    );
+    // One psql session, each statement its own transaction.
+    let t0 = Instant::now();
+    let mut script = String::new();
+    for b in 0..rows / 200 {
+        script.push_str(&format!(
+            "INSERT INTO bench SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text) || repeat('x', 16) \
+             FROM generate_series({}, {}) g;\n",
+            b * 200 + 1,
+            (b + 1) * 200
+        ));
+    }
+    for b in 0..rows / 200 {
+        script.push_str(&format!(
+            "UPDATE bench SET n = n + 1, body = upper(body) WHERE id BETWEEN {} AND {};\n",
+            b * 200 + 1,
+            b * 200 + 100
+        ));
+    }
+    for b in 0..rows / 400 {
+        script.push_str(&format!(
+            "DELETE FROM bench WHERE id BETWEEN {} AND {};\n",
+            b * 400 + 301,
+            b * 400 + 400
+        ));
+    }
+    psql(&s, &db, &script);
+    let end = lsn(&s, &db, "SELECT pg_current_wal_lsn()");
+    let changes = rows + rows / 2 + rows / 4;
+    eprintln!(
+        "apply backlog: {rows} inserts, {} updates, {} deletes ({changes} changes) written in {:.1} s",
+        rows / 2,
+        rows / 4,
+        t0.elapsed().as_secs_f64()
+    );
+    psql(&d, "native_apply", "ALTER SUBSCRIPTION native ENABLE");
+    let native_apply = wait_until("the native subscription to catch up", || {
+        lsn(
+            &s,
+            &db,
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'native_apply'",
+        ) >= end
+    });
+    psql(&d, "native_apply", "ALTER SUBSCRIPTION native DISABLE");
+    let pgsub_apply = pgsub(&[
+        "sync",
+        "--source",
+        &s.conninfo(&db),
+        "--dest",
+        &d.conninfo("pgsub_apply"),
+        "--publication",
+        "p",
+        "--slot",
+        "pgsub_apply",
+        "--no-copy-data",
+        "--until",
+        &end.to_string(),
+        "--stats-interval",
+        "0",
+    ]);
+    let want = checksum(&s, &db, "bench");
+    assert_eq!(
+        checksum(&d, "native_apply", "bench"),
+        want,
+        "native subscription result"
+    );
+    assert_eq!(checksum(&d, "pgsub_apply", "bench"), want, "pgsub result");
+
+    // ---------------- initial copy ----------------
+    let cdb = s.create_database("bench_copy").unwrap();
+    let tables = ["c1", "c2", "c3", "c4"];
+    for t in tables {
+        psql(
+            &s,
+            &cdb,
+            &format!(
+                "CREATE TABLE {t} {TABLE}; INSERT INTO {t} SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text) || repeat('x', 16) \
+                 FROM generate_series(1, {copy_rows}) g"
+            ),
+        );
+    }
+    psql(&s, &cdb, "CREATE PUBLICATION pc FOR ALL TABLES; CHECKPOINT");
+    for dest_db in ["native_copy", "pgsub_copy"] {
+        psql(&d, "postgres", &format!("CREATE DATABASE {dest_db}"));
+        for t in tables {
+            psql(&d, dest_db, &format!("CREATE TABLE {t} {TABLE}"));
+        }
+    }
+    let t0 = Instant::now();
+    psql(
+        &d,
+        "native_copy",
+        &format!(
+            "CREATE SUBSCRIPTION native_copy CONNECTION '{}' PUBLICATION pc WITH (slot_name = 'native_copy')",
+            s.conninfo(&cdb)
+        ),
+    );
+    wait_until("the native table sync", || {
+        psql(
+            &d,
+            "native_copy",
+            "SELECT count(*) FILTER (WHERE srsubstate <> 'r') FROM pg_subscription_rel",
+        ) == "0"
+            && psql(
+                &d,
+                "native_copy",
+                "SELECT count(*) FROM pg_subscription_rel",
+            ) == tables.len().to_string()
+    });
+    let native_copy = t0.elapsed().as_secs_f64();
+    psql(&d, "native_copy", "ALTER SUBSCRIPTION native_copy DISABLE");
+    let pgsub_copy = pgsub(&[
+        "sync",
+        "--source",
+        &s.conninfo(&cdb),
+        "--dest",
+        &d.conninfo("pgsub_copy"),
+        "--publication",
+        "pc",
+        "--slot",
+        "pgsub_copy",
+        "--create-slot",
+        "--until",
+        "caught-up",
+        "--stats-interval",
+        "0",
+    ]);
+    for t in tables {
+        let want = checksum(&s, &cdb, t);
+        assert_eq!(checksum(&d, "native_copy", t), want, "native copy of {t}");
+        assert_eq!(checksum(&d, "pgsub_copy", t), want, "pgsub copy of {t}");
+    }
+    let copied = copy_rows * tables.len() as u64;
+
+    println!("| benchmark | built-in subscription | pgsub sync | pgsub vs built-in (rows/s) |");
+    println!("|---|---|---|---|");
+    println!(
+        "| apply {changes} changes | {native_apply:.2} s, {:.0} rows/s | {pgsub_apply:.2} s, {:.0} rows/s | {:.2}× |",
+        changes as f64 / native_apply,
+        changes as f64 / pgsub_apply,
+        native_apply / pgsub_apply
+    );
+    println!(
+        "| initial copy, {} tables × {copy_rows} rows | {native_copy:.2} s, {:.0} rows/s | {pgsub_copy:.2} s, {:.0} rows/s | {:.2}× |",
+        tables.len(),
+        copied as f64 / native_copy,
+        copied as f64 / pgsub_copy,
+        native_copy / pgsub_copy
+    );
+}
