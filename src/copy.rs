@@ -35,6 +35,9 @@ use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::source::tables::PublishedTable;
 
+/// How often a long table copy reports its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Bytes of COPY data sent to the destination at a time.
 const COPY_BATCH: usize = 1 << 20;
 
@@ -239,9 +242,20 @@ async fn copy_one(
     // The source sends one CopyData per row; batch them, so the destination socket is
     // written (and flushed) once per megabyte, not once per row.
     let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
+    let mut next_report = Instant::now() + PROGRESS_EVERY;
     while let Some(chunk) = out.next().await {
         let chunk = chunk.map_err(err(format!("reading {name} on the source")))?;
         bytes += chunk.len() as u64;
+        if Instant::now() >= next_report {
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                table = %name,
+                bytes,
+                mb_per_second = format!("{:.1}", bytes as f64 / 1e6 / secs),
+                "copying"
+            );
+            next_report += PROGRESS_EVERY;
+        }
         batch.extend_from_slice(&chunk);
         if batch.len() >= COPY_BATCH {
             crate::failpoint::hit(crate::failpoint::MID_TABLE_COPY);

@@ -171,3 +171,101 @@ fn updates_deletes_key_changes_and_truncates_apply_like_the_built_in_worker() {
         "one of two duplicates changed"
     );
 }
+
+#[test]
+fn ordinary_roles_suffice_and_missing_privileges_are_named() {
+    let (s, d, db) = pair("sync_roles");
+    sql(s, &db, MANAGED_SCHEMA);
+    sql(s, &db, MANAGED_ROWS);
+    let (src_role, dst_role) = (format!("{db}_src"), format!("{db}_dst"));
+    sql(
+        s,
+        &db,
+        &format!(
+            "CREATE ROLE {src_role} LOGIN REPLICATION PASSWORD 'src-pw';
+             GRANT SELECT ON test_table TO {src_role};"
+        ),
+    );
+    sql(
+        d,
+        &db,
+        &format!(
+            "CREATE ROLE {dst_role} LOGIN PASSWORD 'dst-pw';
+             GRANT CREATE ON DATABASE {db} TO {dst_role};
+             GRANT CREATE ON SCHEMA public TO {dst_role};
+             CREATE TABLE test_table_3 (id INT);"
+        ),
+    );
+    let src = s.conninfo_as(&db, &src_role, "src-pw");
+    let dst = d.conninfo_as(&db, &dst_role, "dst-pw");
+    let go = || {
+        run(&[
+            "sync",
+            "--source",
+            &src,
+            "--dest",
+            &dst,
+            "--publication",
+            "pub_all_tables",
+            "--slot",
+            &db,
+            "--create-slot",
+            "--schema",
+            "create",
+            "--until",
+            "caught-up",
+        ])
+    };
+    // The source role may not read two of the tables the copy needs.
+    let out = go().expect_code(2);
+    assert!(
+        out.stderr
+            .contains("may not read public.test_table_2, public.test_table_3"),
+        "{}",
+        out.stderr
+    );
+    sql(
+        s,
+        &db,
+        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {src_role}"),
+    );
+    // The destination role may not write the table a superuser made for it.
+    let out = go().expect_code(2);
+    assert!(
+        out.stderr.contains("may not write public.test_table_3"),
+        "{}",
+        out.stderr
+    );
+    sql(
+        d,
+        &db,
+        &format!("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON test_table_3 TO {dst_role}"),
+    );
+    // Now it works without any superuser, warning that triggers fire.
+    let out = go().expect_code(0);
+    assert!(
+        out.stderr.contains("session_replication_role"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("src-pw") && !out.stderr.contains("dst-pw"));
+    for (t, want) in [
+        ("test_table", "1,2"),
+        ("test_table_2", "3,4"),
+        ("test_table_3", "5,6"),
+    ] {
+        assert_eq!(
+            sql(
+                d,
+                &db,
+                &format!("SELECT string_agg(id::text, ',' ORDER BY id) FROM {t}")
+            ),
+            want
+        );
+    }
+    let stored = sql(d, &db, "SELECT row_to_json(p)::text FROM pgsub.progress p");
+    assert!(
+        !stored.contains("pw") && !stored.contains("password"),
+        "{stored}"
+    );
+}

@@ -243,3 +243,74 @@ fn a_destination_statement_slower_than_wal_sender_timeout_does_not_time_the_sour
         out.stderr
     );
 }
+
+/// Peak resident memory of a process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_source_transaction_far_larger_than_memory_applies_once_with_bounded_memory() {
+    let (s, d, db) = pair("bigtxn");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE big (id int8 PRIMARY KEY, pad text); CREATE PUBLICATION p FOR ALL TABLES;",
+    );
+    sync(s, d, &db, &["--schema", "create"]).expect_code(0);
+    // One transaction of about 400 MB of row data.
+    sql(
+        s,
+        &db,
+        "INSERT INTO big SELECT g, repeat(md5(g::text), 25) FROM generate_series(1, 500000) g",
+    );
+    let dst = d.conninfo(&db);
+    let src = s.conninfo(&db);
+    let mut child = pgsub()
+        .args([
+            "sync",
+            "--source",
+            &src,
+            "--dest",
+            &dst,
+            "--publication",
+            "p",
+            "--slot",
+            &db,
+            "--until",
+            "caught-up",
+            "--schema",
+            "create",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kb) = peak_rss_kb(child.id()) {
+            peak = peak.max(kb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "sync failed: {status}");
+    eprintln!("peak resident memory: {} MB", peak / 1024);
+    assert_eq!(
+        sql(d, &db, "SELECT count(*), sum(length(pad)) FROM big"),
+        "500000|400000000"
+    );
+    assert!(
+        peak < 150 * 1024,
+        "pgsub's resident memory peaked at {} MB while applying a 400 MB transaction",
+        peak / 1024
+    );
+}

@@ -79,7 +79,8 @@ pub struct Executor {
     tx: mpsc::Sender<Job>,
 }
 
-const QUEUE: usize = 16;
+/// Jobs waiting at most: with runs of up to 8 MiB, this bounds queued data to 32 MiB.
+const QUEUE: usize = 4;
 
 impl Executor {
     /// Starts the task on `client`.

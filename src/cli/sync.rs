@@ -192,6 +192,10 @@ async fn sync_once(
         })
         .cloned()
         .collect();
+    check_privileges(&mut conn, &dest.client, &tables, &to_copy).await?;
+    if existing.is_none() && args.create_slot {
+        check_free_slot(&mut conn).await?;
+    }
 
     // The slot: created here (exporting a snapshot when a copy is due) or checked.
     let mut export = None;
@@ -329,6 +333,85 @@ async fn sync_once(
     conn.close().await;
     report(cli, &end, &session, &sink)?;
     Ok(end)
+}
+
+/// The source role must read the tables it copies; the destination role must write the
+/// tables it applies to.
+async fn check_privileges(
+    conn: &mut crate::conn::Connection,
+    dest: &tokio_postgres::Client,
+    tables: &[PublishedTable],
+    to_copy: &[PublishedTable],
+) -> Result<()> {
+    let mut unreadable = Vec::new();
+    for t in to_copy {
+        let rows = conn
+            .simple_query(&format!(
+                "SELECT pg_catalog.has_table_privilege({}, 'SELECT')::text",
+                t.relid
+            ))
+            .await?;
+        if rows.first().and_then(|r| r.get_idx(0)) != Some("true") {
+            unreadable.push(t.qualified_name());
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(Error::Config(format!(
+            "the source role may not read {list}, which the initial copy needs: GRANT SELECT ON {list} TO <role> on the source",
+            list = unreadable.join(", ")
+        )));
+    }
+    let mut unwritable = Vec::new();
+    for t in tables {
+        let qualified = crate::apply::sql::qualified(&t.schema, &t.name);
+        let allowed: Option<bool> = dest
+            .query_one(
+                "SELECT CASE WHEN pg_catalog.to_regclass($1) IS NOT NULL THEN \
+                 NOT EXISTS (SELECT FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p \
+                             WHERE NOT pg_catalog.has_table_privilege($1, p)) END",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| dest::SqlError::new("checking the destination role's privileges", e))?
+            .get(0);
+        // A table that does not exist yet (--schema skip) has nothing to check.
+        if allowed == Some(false) {
+            unwritable.push(t.qualified_name());
+        }
+    }
+    if !unwritable.is_empty() {
+        return Err(Error::Config(format!(
+            "the destination role may not write {list}: GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {list} TO <role> on the destination",
+            list = unwritable.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// A new slot needs a free one of `max_replication_slots`.
+async fn check_free_slot(conn: &mut crate::conn::Connection) -> Result<()> {
+    let rows = conn
+        .simple_query(
+            "SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots), \
+                    current_setting('max_replication_slots')",
+        )
+        .await?;
+    let free: i64 = rows
+        .first()
+        .and_then(|r| r.get_idx(0))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if free <= 0 {
+        let max = rows
+            .first()
+            .and_then(|r| r.get_idx(1))
+            .unwrap_or("?")
+            .to_owned();
+        return Err(Error::Config(format!(
+            "the source has no free replication slot (max_replication_slots = {max}, all in use): drop one nobody streams from (`pgsub slot list` shows them), or raise max_replication_slots and restart the source"
+        )));
+    }
+    Ok(())
 }
 
 fn check_stored(stored: &Option<Progress>, system_id: &str, slot: &str, name: &str) -> Result<()> {
