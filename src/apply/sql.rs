@@ -77,6 +77,15 @@ fn unnest(n: usize) -> String {
     format!("unnest({params}) AS u({names})")
 }
 
+/// `t.k1 = u.c1::type AND …`: the key columns against the first unnest columns.
+fn key_matches(keys: &[&Col]) -> String {
+    keys.iter()
+        .enumerate()
+        .map(|(i, c)| format!("t.{} = u.c{}::{}", c.ident(), i + 1, c.type_sql))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// Set-based update of a run: `keys` match the old key, `set` are assigned. Parameters:
 /// one `text[]` per key column, then one per set column.
 pub fn update_by_key(table: &str, keys: &[&Col], set: &[&Col]) -> String {
@@ -87,29 +96,19 @@ pub fn update_by_key(table: &str, keys: &[&Col], set: &[&Col]) -> String {
         .map(|(i, c)| format!("{} = u.c{}::{}", c.ident(), keys.len() + i + 1, c.type_sql))
         .collect::<Vec<_>>()
         .join(", ");
-    let matches = keys
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("t.{} = u.c{}::{}", c.ident(), i + 1, c.type_sql))
-        .collect::<Vec<_>>()
-        .join(" AND ");
     format!(
-        "UPDATE {table} AS t SET {assignments} FROM {} WHERE {matches}",
-        unnest(n)
+        "UPDATE {table} AS t SET {assignments} FROM {} WHERE {}",
+        unnest(n),
+        key_matches(keys)
     )
 }
 
 /// Set-based delete of a run by key. Parameters: one `text[]` per key column.
 pub fn delete_by_key(table: &str, keys: &[&Col]) -> String {
-    let matches = keys
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("t.{} = u.c{}::{}", c.ident(), i + 1, c.type_sql))
-        .collect::<Vec<_>>()
-        .join(" AND ");
     format!(
-        "DELETE FROM {table} AS t USING {} WHERE {matches}",
-        unnest(keys.len())
+        "DELETE FROM {table} AS t USING {} WHERE {}",
+        unnest(keys.len()),
+        key_matches(keys)
     )
 }
 

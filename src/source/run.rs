@@ -24,6 +24,7 @@ use crate::conn::Connection;
 use crate::conn::replication::{CopyBothEvent, StreamEnd};
 use crate::error::Result;
 use crate::lsn::Lsn;
+use crate::protocol::replication::StandbyStatusUpdate;
 use crate::stream::feedback::FeedbackPolicy;
 use crate::stream::{Event, Session};
 
@@ -256,15 +257,19 @@ async fn with_heartbeat<T>(
             done = &mut work => return done,
             _ = heartbeat.tick() => {
                 let update = policy.build(Instant::now(), received, policy.last_flush(), false);
-                let mut buf = bytes::BytesMut::with_capacity(
-                    crate::protocol::replication::STANDBY_STATUS_UPDATE_LEN,
-                );
-                update.write_payload(&mut buf);
-                conn.send_feedback(&buf).await?;
-                tracing::debug!(flush = %update.flush, "status update while the sink works");
+                send_update(conn, &update).await?;
             }
         }
     }
+}
+
+async fn send_update(conn: &mut Connection, update: &StandbyStatusUpdate) -> Result<()> {
+    let mut buf =
+        bytes::BytesMut::with_capacity(crate::protocol::replication::STANDBY_STATUS_UPDATE_LEN);
+    update.write_payload(&mut buf);
+    conn.send_feedback(&buf).await?;
+    tracing::debug!(write = %update.write, flush = %update.flush, "sent standby status update");
+    Ok(())
 }
 
 /// The periodic statistics line.
@@ -351,10 +356,5 @@ async fn send_status<S: Sink>(
         reply_requested,
     );
     session.positions_mut().on_acknowledged(update.flush)?;
-    let mut buf =
-        bytes::BytesMut::with_capacity(crate::protocol::replication::STANDBY_STATUS_UPDATE_LEN);
-    update.write_payload(&mut buf);
-    conn.send_feedback(&buf).await?;
-    tracing::debug!(write = %update.write, flush = %update.flush, "sent standby status update");
-    Ok(())
+    send_update(conn, &update).await
 }
