@@ -30,15 +30,31 @@ struct Scenario {
     workload: String,
 }
 
-fn parse_scenario(path: &Path) -> Scenario {
+/// A scenario file, and one more scenario per `-- variant NAME: min_version N; record_flags …`
+/// line: the same SQL recorded with other settings.
+fn parse_scenarios(path: &Path) -> Vec<Scenario> {
     let source = std::fs::read_to_string(path).expect("read scenario");
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     let mut min_version = 100000;
     let mut record_flags = Vec::new();
     let (mut setup, mut workload) = (String::new(), String::new());
     let mut section = 0;
+    let mut variants = Vec::new();
     for line in source.lines() {
-        if let Some(v) = line.strip_prefix("-- min_version:") {
+        if let Some(v) = line.strip_prefix("-- variant ") {
+            let (vname, settings) = v.split_once(':').expect("-- variant NAME: …");
+            let mut version = 100000;
+            let mut flags = Vec::new();
+            for setting in settings.split(';') {
+                let setting = setting.trim();
+                if let Some(n) = setting.strip_prefix("min_version") {
+                    version = n.trim().parse().expect("variant min_version");
+                } else if let Some(f) = setting.strip_prefix("record_flags") {
+                    flags = f.split_whitespace().map(str::to_owned).collect();
+                }
+            }
+            variants.push((vname.trim().to_owned(), version, flags));
+        } else if let Some(v) = line.strip_prefix("-- min_version:") {
             min_version = v.trim().parse().expect("min_version");
         } else if let Some(v) = line.strip_prefix("-- record_flags:") {
             record_flags = v.split_whitespace().map(str::to_owned).collect();
@@ -54,13 +70,27 @@ fn parse_scenario(path: &Path) -> Scenario {
             workload.push('\n');
         }
     }
-    Scenario {
-        name,
-        min_version,
-        record_flags,
-        setup,
-        workload,
-    }
+    let mut all: Vec<Scenario> = variants
+        .into_iter()
+        .map(|(name, min_version, record_flags)| Scenario {
+            name,
+            min_version,
+            record_flags,
+            setup: setup.clone(),
+            workload: workload.clone(),
+        })
+        .collect();
+    all.insert(
+        0,
+        Scenario {
+            name,
+            min_version,
+            record_flags,
+            setup,
+            workload,
+        },
+    );
+    all
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -114,8 +144,7 @@ fn main() {
         .collect();
     scenarios.sort();
     let mut recorded = Vec::new();
-    for path in scenarios {
-        let sc = parse_scenario(&path);
+    for sc in scenarios.iter().flat_map(|p| parse_scenarios(p)) {
         if only.as_deref().is_some_and(|o| o != sc.name) || version < sc.min_version {
             continue;
         }
@@ -182,7 +211,7 @@ fn main() {
         recorded.push(sc.name);
     }
     let readme = format!(
-        "# Recordings from PostgreSQL {}\n\nMade by `scripts/record-fixtures.sh` (`cargo run --example record_fixtures`) on a throwaway cluster\nwith `logical_decoding_work_mem = 64kB`, from the SQL in `../scenarios/NAME.sql` (setup before the\nslots were created, workload after). Per scenario: `NAME.pgrec` (the recording), `NAME.jsonl` (its\nexpected decoding by `pgsub decode --input`), `NAME.test_decoding` (the same changes decoded by the\nserver's `test_decoding` plugin, for cross-checking).\n\nScenarios: {}\n",
+        "# Recordings from PostgreSQL {}\n\nMade by `scripts/record-fixtures.sh` (`cargo run --example record_fixtures`) on a throwaway cluster\nwith `logical_decoding_work_mem = 64kB`, from the SQL in `../scenarios/NAME.sql` (setup before the\nslots were created, workload after; a variant's SQL is its base scenario's). Per scenario: `NAME.pgrec` (the recording), `NAME.jsonl` (its\nexpected decoding by `pgsub decode --input`), `NAME.test_decoding` (the same changes decoded by the\nserver's `test_decoding` plugin, for cross-checking).\n\nScenarios: {}\n",
         bin.version,
         recorded.join(", ")
     );

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pgsub::Lsn;
@@ -137,22 +136,15 @@ fn long_running_decode_keeps_the_slot_moving_and_stops_cleanly_on_sigterm() {
     let other = c.create_database("ack_running_other").unwrap();
     sql(c, &other, "CREATE TABLE w (id int, pad text)");
     let src = source(c, &db);
-    let child = pgsub()
-        .args([
-            "decode",
-            "--source",
-            &src,
-            "--publication",
-            "p",
-            "--slot",
-            &db,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    let child = start(pgsub().args([
+        "decode",
+        "--source",
+        &src,
+        "--publication",
+        "p",
+        "--slot",
+        &db,
+    ]));
     for round in 0..3 {
         sql(
             c,
@@ -176,11 +168,7 @@ fn long_running_decode_keeps_the_slot_moving_and_stops_cleanly_on_sigterm() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    terminate(&child);
     let out = wait(child, RUN_LIMIT).expect_code(0);
     assert_eq!(ids(&out), vec!["42"]);
     assert!(out.stderr.contains("stopped by a signal"), "{}", out.stderr);

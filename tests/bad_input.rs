@@ -154,13 +154,7 @@ fn active_slot_is_waited_for_then_exits_2_naming_the_pid() {
     let (c, db) = setup("bad_active");
     create_slot(c, &db, &db);
     let src = source(c, &db);
-    let holder = pgsub()
-        .args(decode_args(&src, &db, &[]))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let holder = start(pgsub().args(decode_args(&src, &db, &[])));
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = loop {
         let pid = sql(
@@ -184,10 +178,7 @@ fn active_slot_is_waited_for_then_exits_2_naming_the_pid() {
     );
     assert!(out.stderr.contains(&format!("PID {pid}")), "{}", out.stderr);
     assert!(out.stderr.contains("--slot-wait"), "{}", out.stderr);
-    std::process::Command::new("kill")
-        .args(["-TERM", &holder.id().to_string()])
-        .status()
-        .unwrap();
+    terminate(&holder);
     wait(holder, RUN_LIMIT).expect_code(0);
 }
 

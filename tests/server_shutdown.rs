@@ -13,28 +13,21 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pgsub::cluster::{Cluster, ClusterOptions};
 use support::*;
 
 fn start_decode(c: &Cluster, db: &str) -> std::process::Child {
-    pgsub()
-        .args([
-            "decode",
-            "--source",
-            &source(c, db),
-            "--publication",
-            "p",
-            "--slot",
-            db,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    start(pgsub().args([
+        "decode",
+        "--source",
+        &source(c, db),
+        "--publication",
+        "p",
+        "--slot",
+        db,
+    ]))
 }
 
 fn wait_active(c: &Cluster, db: &str) {

@@ -3,25 +3,8 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
-use pgsub::cluster::{self, Cluster, ClusterOptions};
+use pgsub::cluster::Cluster;
 use support::*;
-
-/// The destination server of this file's tests (the source is `cluster::shared()`).
-fn dest_cluster() -> &'static Cluster {
-    static C: OnceLock<Cluster> = OnceLock::new();
-    C.get_or_init(|| Cluster::start(ClusterOptions::default()).expect("a destination cluster"))
-}
-
-/// A source database and a destination database of the same name.
-fn pair(prefix: &str) -> (&'static Cluster, &'static Cluster, String) {
-    let s = cluster::shared();
-    let d = dest_cluster();
-    let db = s.create_database(prefix).unwrap();
-    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
-    (s, d, db)
-}
 
 fn sync(s: &Cluster, d: &Cluster, db: &str, publication: &str, extra: &[&str]) -> Run {
     let src = s.conninfo(db);

@@ -8,18 +8,13 @@
 mod support;
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgsub::cluster::{self, Cluster, ClusterOptions};
+use pgsub::cluster::{self, Cluster};
 use pgsub::failpoint;
 use support::*;
-
-fn dest_cluster() -> &'static Cluster {
-    static C: OnceLock<Cluster> = OnceLock::new();
-    C.get_or_init(|| Cluster::start(ClusterOptions::default()).expect("a destination cluster"))
-}
 
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).
 struct Lcg(u64);

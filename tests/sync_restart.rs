@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -108,13 +107,7 @@ fn sync_rides_out_restarts_of_both_servers_and_a_destination_crash() {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let load = workload(s.conninfo(&db), stop.clone());
-    let child = pgsub()
-        .args(args(&[]))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(pgsub().args(args(&[])));
     let applied = |d: &Cluster| {
         d.psql(&db, "SELECT count(*) FROM events")
             .ok()
@@ -152,10 +145,7 @@ fn sync_rides_out_restarts_of_both_servers_and_a_destination_crash() {
     }
     stop.store(true, Ordering::Relaxed);
     let committed = load.join().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    terminate(&child);
     let out = wait(child, RUN_LIMIT).expect_code(0);
     assert!(
         out.stderr.contains("retrying"),
@@ -192,26 +182,20 @@ fn running_sync_keeps_its_slot_moving_while_only_another_database_writes() {
         "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR ALL TABLES;",
     );
     sql(&s, &other, "CREATE TABLE w (id int, pad text)");
-    let child = pgsub()
-        .args([
-            "sync",
-            "--source",
-            &s.conninfo(&db),
-            "--dest",
-            &d.conninfo(&db),
-            "--publication",
-            "p",
-            "--slot",
-            &db,
-            "--create-slot",
-            "--schema",
-            "create",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start(pgsub().args([
+        "sync",
+        "--source",
+        &s.conninfo(&db),
+        "--dest",
+        &d.conninfo(&db),
+        "--publication",
+        "p",
+        "--slot",
+        &db,
+        "--create-slot",
+        "--schema",
+        "create",
+    ]));
     wait_for("sync to stream", || {
         s.psql(
             &db,
@@ -230,9 +214,6 @@ fn running_sync_keeps_its_slot_moving_while_only_another_database_writes() {
             confirmed_flush(&s, &db, &db) >= wal
         });
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    terminate(&child);
     wait(child, RUN_LIMIT).expect_code(0);
 }

@@ -6,23 +6,8 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
-use pgsub::cluster::{self, Cluster, ClusterOptions};
+use pgsub::cluster::Cluster;
 use support::*;
-
-fn dest_cluster() -> &'static Cluster {
-    static C: OnceLock<Cluster> = OnceLock::new();
-    C.get_or_init(|| Cluster::start(ClusterOptions::default()).expect("a destination cluster"))
-}
-
-fn pair(prefix: &str) -> (&'static Cluster, &'static Cluster, String) {
-    let s = cluster::shared();
-    let d = dest_cluster();
-    let db = s.create_database(prefix).unwrap();
-    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
-    (s, d, db)
-}
 
 fn sync_as(s: &Cluster, d: &Cluster, db: &str, source: &str, extra: &[&str]) -> Run {
     let dst = d.conninfo(db);

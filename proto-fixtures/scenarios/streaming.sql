@@ -2,9 +2,12 @@
 -- A transaction larger than logical_decoding_work_mem (64kB) streamed in blocks with
 -- streaming=on: inserts, a rolled-back savepoint (Stream Abort of a subtransaction), a
 -- released savepoint, updates and deletes, committed (Stream Commit); then a regular
--- transaction, then a large transaction that is rolled back (Stream Abort).
+-- transaction, then a large transaction that is rolled back (Stream Abort). The variant
+-- streams with streaming=parallel, whose Stream Abort messages carry the abort position
+-- and time.
 -- min_version: 140000
 -- record_flags: --streaming on
+-- variant streaming_parallel: min_version 160000; record_flags --streaming parallel
 -- setup
 CREATE TABLE big (id int PRIMARY KEY, pad text);
 CREATE TABLE small (id int);

@@ -35,6 +35,7 @@ pub mod sql;
 pub mod target;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -139,7 +140,7 @@ pub struct ApplySink {
     limits: GroupLimits,
     skip_before: Lsn,
     table_snapshots: OidMap<Lsn>,
-    targets: OidMap<Target>,
+    targets: OidMap<Arc<Target>>,
     stmts: HashMap<StmtKey, Statement>,
     txn: Option<SourceTxn>,
     group: Option<Group>,
@@ -161,25 +162,21 @@ impl std::fmt::Debug for ApplySink {
     }
 }
 
-fn text(v: &Bytes, what: &str) -> Result<String> {
-    String::from_utf8(v.to_vec()).map_err(|_| {
-        Error::Config(format!(
-            "a value of {what} is not valid UTF-8; pgsub asks the source for client_encoding UTF8, so this should not happen"
-        ))
-    })
-}
-
-/// The text of a column value; `None` for NULL. Binary values are refused: `sync`
-/// streams in text format.
-fn value(c: &Column, what: &str) -> Result<Option<String>> {
+/// The text of a column value of `table`; `None` for NULL. Binary values are refused:
+/// `sync` streams in text format. Messages are built only when something is wrong.
+fn value(c: &Column, table: &str) -> Result<Option<String>> {
     match c {
         Column::Null => Ok(None),
-        Column::Text(b) => Ok(Some(text(b, what)?)),
+        Column::Text(b) => String::from_utf8(b.to_vec()).map(Some).map_err(|_| {
+            Error::Config(format!(
+                "a value of a column of {table} is not valid UTF-8; pgsub asks the source for client_encoding UTF8, so this should not happen"
+            ))
+        }),
         Column::Binary(_) => Err(Error::Config(format!(
-            "{what} arrived in binary format, which sync does not apply; run it without --binary on"
+            "a column of {table} arrived in binary format, which sync does not apply; run it without --binary on"
         ))),
         Column::UnchangedToast => Err(Error::Config(format!(
-            "{what}: an unchanged TOAST value where a full value was needed"
+            "a column of {table}: an unchanged TOAST value where a full value was needed"
         ))),
     }
 }
@@ -237,7 +234,8 @@ impl ApplySink {
         &self.dest
     }
 
-    async fn target(&mut self, session: &Session, relid: u32) -> Result<&Target> {
+    /// The target of `relid` (shared: cloning it is a reference count, not a copy).
+    async fn target(&mut self, session: &Session, relid: u32) -> Result<Arc<Target>> {
         if !self.targets.contains_key(&relid) {
             let rel = session.relations().get(relid).ok_or_else(|| {
                 Error::Config(format!(
@@ -254,9 +252,9 @@ impl ApplySink {
                 self.add_columns,
             )
             .await?;
-            self.targets.insert(relid, t);
+            self.targets.insert(relid, Arc::new(t));
         }
-        Ok(&self.targets[&relid])
+        Ok(self.targets[&relid].clone())
     }
 
     async fn begin_group(&mut self) -> Result<()> {
@@ -418,14 +416,14 @@ impl ApplySink {
     }
 
     async fn insert(&mut self, session: &Session, relid: u32, new: &TupleData) -> Result<()> {
-        let name = self.target(session, relid).await?.name.clone();
+        let target = self.target(session, relid).await?;
         let mut values = Vec::with_capacity(new.len());
         for c in new.columns() {
             values.push(match c {
                 Column::Null => None,
                 Column::Text(b) => Some(b),
                 other => {
-                    value(&other, &format!("a column of {name}"))?;
+                    value(&other, &target.name)?;
                     None
                 }
             });
@@ -443,8 +441,8 @@ impl ApplySink {
         old: Option<&OldTuple>,
         new: &TupleData,
     ) -> Result<()> {
-        let target = self.target(session, relid).await?.clone();
-        let what = format!("a column of {}", target.name);
+        let target = self.target(session, relid).await?;
+        let what = target.name.as_str();
         let new_cols: Vec<Column> = new.columns().collect();
         if let Some(OldTuple::Old(old)) = old {
             // REPLICA IDENTITY FULL: the old row identifies the row; unchanged TOAST values
@@ -452,14 +450,14 @@ impl ApplySink {
             let old_cols: Vec<Column> = old.columns().collect();
             let mut old_vals = Vec::with_capacity(old_cols.len());
             for c in &old_cols {
-                old_vals.push(value(c, &what)?);
+                old_vals.push(value(c, what)?);
             }
             let set: Vec<usize> = (0..new_cols.len()).collect();
             let mut params = old_vals.clone();
             for (i, c) in new_cols.iter().enumerate() {
                 params.push(match c {
                     Column::UnchangedToast => old_vals[i].clone(),
-                    c => value(c, &what)?,
+                    c => value(c, what)?,
                 });
             }
             self.flush_run().await?;
@@ -493,18 +491,18 @@ impl ApplySink {
         };
         let mut old_key = Vec::with_capacity(target.key.len());
         for &i in &target.key {
-            old_key.push(value(&key_cols[i], &what)?);
+            old_key.push(value(&key_cols[i], what)?);
         }
         let mut new_key = Vec::with_capacity(target.key.len());
         for (j, &i) in target.key.iter().enumerate() {
             new_key.push(match &new_cols[i] {
                 Column::UnchangedToast => old_key[j].clone(),
-                c => value(c, &what)?,
+                c => value(c, what)?,
             });
         }
         let mut params = old_key.clone();
         for &i in &set {
-            params.push(value(&new_cols[i], &what)?);
+            params.push(value(&new_cols[i], what)?);
         }
         let nparams = params.len();
         let keys = vec![old_key, new_key];
@@ -517,13 +515,13 @@ impl ApplySink {
     }
 
     async fn delete(&mut self, session: &Session, relid: u32, old: &OldTuple) -> Result<()> {
-        let target = self.target(session, relid).await?.clone();
-        let what = format!("a column of {}", target.name);
+        let target = self.target(session, relid).await?;
+        let what = target.name.as_str();
         let cols: Vec<Column> = old.tuple().columns().collect();
         if let OldTuple::Old(_) = old {
             let mut params = Vec::with_capacity(cols.len());
             for c in &cols {
-                params.push(value(c, &what)?);
+                params.push(value(c, what)?);
             }
             self.flush_run().await?;
             let stmt = self
@@ -543,7 +541,7 @@ impl ApplySink {
         }
         let mut key = Vec::with_capacity(target.key.len());
         for &i in &target.key {
-            key.push(value(&cols[i], &what)?);
+            key.push(value(&cols[i], what)?);
         }
         let run = self
             .push(relid, RunKind::Delete, target.key.len(), &[&key])

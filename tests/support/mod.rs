@@ -8,10 +8,11 @@ pub mod fake_walsender;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pgsub::Lsn;
-use pgsub::cluster::Cluster;
+use pgsub::cluster::{self, Cluster, ClusterOptions};
 use serde_json::Value;
 
 /// Longest a single pgsub run may take in a test before it is killed.
@@ -103,6 +104,40 @@ pub fn wait(mut child: Child, limit: Duration) -> Run {
     }
 }
 
+/// Starts a prepared pgsub command in the background, its output captured for [`wait`].
+pub fn start(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgsub")
+}
+
+/// Asks a running pgsub to stop, as an operator's SIGTERM would.
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
+/// The destination server of the sync tests of this process (the source is
+/// `cluster::shared()`).
+pub fn dest_cluster() -> &'static Cluster {
+    static C: OnceLock<Cluster> = OnceLock::new();
+    C.get_or_init(|| Cluster::start(ClusterOptions::default()).expect("a destination cluster"))
+}
+
+/// A source database on the shared cluster and a destination database of the same name.
+pub fn pair(prefix: &str) -> (&'static Cluster, &'static Cluster, String) {
+    let s = cluster::shared();
+    let d = dest_cluster();
+    let db = s.create_database(prefix).unwrap();
+    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
+    (s, d, db)
+}
+
 /// Runs `pgsub args…` to completion.
 pub fn run(args: &[&str]) -> Run {
     run_with(pgsub().args(args))
@@ -126,13 +161,7 @@ pub fn decode(src: &str, publication: &str, slot: &str, extra: &[&str]) -> Run {
 
 /// Runs a prepared command to completion.
 pub fn run_with(cmd: &mut Command) -> Run {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pgsub");
-    wait(child, RUN_LIMIT)
+    wait(start(cmd), RUN_LIMIT)
 }
 
 /// Parses JSON lines, panicking on a line that is not JSON.
