@@ -43,6 +43,9 @@ pub enum Error {
     /// A recording file is unusable or damaged.
     #[error(transparent)]
     Record(Box<RecordError>),
+    /// `verify` found differences (the report says which).
+    #[error("{0}")]
+    Differences(String),
     /// Local I/O (stdout, a file) failed.
     #[error("{context}: {source}")]
     Io {
@@ -81,6 +84,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::Differences(_) => 3,
             Error::Usage(_) | Error::Config(_) | Error::Startup(_) => 2,
             Error::Conn(e) if e.class() == ErrorClass::Config => 2,
             Error::Record(e) if e.is_unusable_file() => 2,

@@ -11,6 +11,7 @@
 //!   pgoutput   Begin, Relation, Insert, … Stream*, *Prepare, protocol 1–4    (no I/O)
 //!   stream     received / applied / acknowledged positions, byte accounting  (no I/O)
 //!   record     recording files of raw replication streams
+//!   verify     row-by-row comparison of source and destination
 //!   cli        the `pgsub` commands
 //! ```
 //!
@@ -34,5 +35,6 @@ pub mod record;
 pub mod schema;
 pub mod source;
 pub mod stream;
+pub mod verify;
 
 pub use lsn::Lsn;

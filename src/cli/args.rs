@@ -61,6 +61,21 @@ pub enum Command {
         after_help = "Example:\n  pgsub demo          # about 15 seconds; needs the PostgreSQL server binaries\n  pgsub demo --keep   # leave both clusters running and print how to connect"
     )]
     Demo(DemoArgs),
+    /// Compare source and destination row by row; exit 3 when they differ.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify(VerifyArgs),
+    /// Slots, retained WAL and lag on the source; subscriptions and pgsub progress on the destination.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
+    /// Hand a replication over between a native subscription and pgsub, either way, losing and repeating nothing.
+    #[command(after_help = HANDOFF_EXAMPLES)]
+    Handoff(HandoffArgs),
+    /// At cutover: set the destination's sequences to the source's values.
+    #[command(after_help = SEQUENCES_EXAMPLES)]
+    Sequences(SequencesArgs),
+    /// Remove pgsub's slot on the source and its progress rows on the destination.
+    #[command(after_help = DROP_EXAMPLES)]
+    Drop(DropArgs),
     /// Create, drop or list logical replication slots on the source.
     #[command(
         subcommand,
@@ -88,6 +103,51 @@ The same command line serves the first run and every rerun: --create-slot create
 is missing, the initial copy (default on when the slot is created here) resumes per table, and
 streaming resumes from the position recorded in pgsub.progress on the destination, skipping what was
 applied. A position is acknowledged to the source only once the destination has made it durable.";
+
+const VERIFY_EXAMPLES: &str = "Examples:
+  pgsub verify --source 'host=db1 dbname=app user=repl' --dest postgres://avnadmin@dest/defaultdb --publication pub_all_tables
+  pgsub verify --source … --dest … --table public.orders --table customers --format json --show 50
+
+Each table is read on both sides in key order (one snapshot per side) and compared row by row by
+a 64-bit hash of the row; a table without a usable key is compared as a multiset of rows. Under
+live replication a differing row is re-checked for --settle seconds before it is reported, and the
+report says at which position each side was read. Exit 0 when equal, 3 when not.";
+
+const STATUS_EXAMPLES: &str = "Examples:
+  pgsub status --source 'host=db1 dbname=app user=repl' --dest postgres://avnadmin@dest/defaultdb
+  pgsub status --source … --watch 5
+  pgsub status --source … --dest … --format json
+
+Lag is in bytes of WAL: the source's current position minus what each subscription has applied
+(or its slot has confirmed, whichever is further). An inactive slot retaining WAL is flagged: it
+keeps WAL on the source until the disk is full. Connection strings are shown redacted.";
+
+const HANDOFF_EXAMPLES: &str = "Examples:
+  pgsub handoff --source … --dest … --subscription sub1 --to-pgsub --dry-run
+  pgsub handoff --source … --dest … --subscription sub1 --to-pgsub
+  pgsub sync --source … --dest … --publication pub1 --slot <the subscription's slot>
+  pgsub handoff --source … --dest … --subscription sub1 --to-native --slot pgsub
+
+--to-pgsub disables the subscription, reads its origin's applied position, detaches its slot
+(slot_name = NONE) and records that position as pgsub's progress: `pgsub sync` on the same slot
+continues with nothing lost or repeated. --to-native (pgsub stopped) points the subscription at
+pgsub's slot, advances its origin to pgsub's applied position and enables it; a subscription that
+does not exist is created (copy_data = false) with --subscription-conninfo.";
+
+const SEQUENCES_EXAMPLES: &str = "Examples:
+  pgsub sequences --source … --dest … --publication pub_all_tables --dry-run
+  pgsub sequences --source … --dest … --schema public
+
+Logical replication does not carry sequences. At cutover, each destination sequence owned by a
+published table (or in a --schema) is set to the source's value; one that would go backwards is
+reported and left alone.";
+
+const DROP_EXAMPLES: &str = "Examples:
+  pgsub drop --source … --dest … --slot pgsub
+  pgsub drop --source … --dest … --slot pgsub --force   # also while a pgsub still streams
+
+Removes the slot (and the WAL it retains) on the source, and pgsub's progress and table-copy rows
+for the subscription on the destination. The replicated tables themselves are left alone.";
 
 const RECORD_EXAMPLES: &str = "Examples:
   pgsub record --source 'host=db1 dbname=app user=repl' --publication pub1 --slot pgsub --output run.pgrec --until caught-up
@@ -172,14 +232,9 @@ pub struct SyncArgs {
     /// The source.
     #[command(flatten)]
     pub source: SourceArg,
-    /// Destination connection string (key=value or postgres:// URI).
-    #[arg(
-        long,
-        env = "PGSUB_DEST",
-        value_name = "CONNINFO",
-        hide_env_values = true
-    )]
-    pub dest: Option<String>,
+    /// The destination.
+    #[command(flatten)]
+    pub dest: DestArg,
     /// Publication(s) to replicate; repeat or separate with commas.
     #[arg(long = "publication", value_name = "NAME", value_delimiter = ',')]
     pub publications: Vec<String>,
@@ -283,6 +338,139 @@ pub struct SourceArg {
         hide_env_values = true
     )]
     pub conninfo: Option<String>,
+}
+
+/// Connection to the destination.
+#[derive(Debug, Clone, Args)]
+pub struct DestArg {
+    /// Destination connection string (key=value or postgres:// URI).
+    #[arg(
+        id = "dest",
+        long = "dest",
+        env = "PGSUB_DEST",
+        value_name = "CONNINFO",
+        hide_env_values = true
+    )]
+    pub conninfo: Option<String>,
+}
+
+/// `pgsub verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The destination.
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// Compare the tables these publications publish (with their column lists and row filters).
+    #[arg(long = "publication", value_name = "NAME", value_delimiter = ',')]
+    pub publications: Vec<String>,
+    /// Compare this table (schema.table, or a bare name found through the source's search path); repeatable.
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Tables compared at once (each uses one connection per side).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Differing keys shown per table and kind of difference.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub show: usize,
+    /// Seconds to re-check differing rows before reporting them (rows in flight under live replication settle); 0 reports at once.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub settle: u64,
+}
+
+/// `pgsub status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The destination (optional: its native subscriptions and pgsub's progress).
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// Refresh every SECONDS until interrupted.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+}
+
+/// `pgsub drop`.
+#[derive(Debug, Args)]
+pub struct DropArgs {
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The destination.
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// The slot to drop on the source.
+    #[arg(long, default_value = "pgsub", value_name = "NAME")]
+    pub slot: String,
+    /// Subscription name whose progress rows to remove (default: the slot name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Drop the slot even while a process streams from it (that process is terminated).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `pgsub sequences`.
+#[derive(Debug, Args)]
+pub struct SequencesArgs {
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The destination.
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// Sequences owned by the tables these publications publish.
+    #[arg(long = "publication", value_name = "NAME", value_delimiter = ',')]
+    pub publications: Vec<String>,
+    /// Every sequence in this schema; repeatable.
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Print what would be set, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `pgsub handoff`.
+#[derive(Debug, Args)]
+pub struct HandoffArgs {
+    /// The source.
+    #[command(flatten)]
+    pub source: SourceArg,
+    /// The destination.
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// The native subscription on the destination.
+    #[arg(long, value_name = "NAME")]
+    pub subscription: String,
+    /// From the native subscription to pgsub: disable it, detach its slot, record its position as pgsub's progress.
+    #[arg(
+        long,
+        conflicts_with = "to_native",
+        required_unless_present = "to_native"
+    )]
+    pub to_pgsub: bool,
+    /// From pgsub to a native subscription on pgsub's slot, starting where pgsub stopped.
+    #[arg(long)]
+    pub to_native: bool,
+    /// pgsub's slot (--to-native), or the slot name pgsub's progress records (--to-pgsub: default the subscription's slot).
+    #[arg(long, value_name = "NAME")]
+    pub slot: Option<String>,
+    /// pgsub's subscription name: the key of its progress row (default: the slot name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// --to-native when the subscription does not exist yet: the connection string it stores (in pg_subscription, as every native subscription does).
+    #[arg(long, value_name = "CONNINFO", hide_env_values = true)]
+    pub subscription_conninfo: Option<String>,
+    /// --to-native when the subscription does not exist yet: its publications (default: pgsub's).
+    #[arg(long = "publication", value_name = "NAME", value_delimiter = ',')]
+    pub publications: Vec<String>,
+    /// Print the statements, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `pgsub slot create`.

@@ -9,6 +9,7 @@ mod slot;
 mod stream_setup;
 mod summary;
 mod sync;
+mod verify;
 
 use tokio::sync::watch;
 
@@ -25,6 +26,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Record(a) => record::run(&cli, a).await,
         Command::Sync(a) => sync::run(&cli, a).await,
         Command::Demo(a) => demo::run(&cli, a).await,
+        Command::Verify(a) => verify::run(&cli, a).await,
+        Command::Status(_) | Command::Handoff(_) | Command::Sequences(_) | Command::Drop(_) => {
+            Err(Error::Usage("not built yet".into()))
+        }
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,

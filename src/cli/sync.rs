@@ -47,7 +47,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         ));
     }
     let src = super::resolve_source(args.source.conninfo.as_deref())?;
-    let dst = super::resolve_dest(args.dest.as_deref())?;
+    let dst = super::resolve_dest(args.dest.conninfo.as_deref())?;
     let mut shutdown = super::shutdown_signal();
     let mut backoff = Duration::from_secs(1);
     let mut attempt = 0u32;

@@ -11,6 +11,7 @@
 //!   `SET` privilege, or `aiven_extras.session_replication_role`), so triggers and
 //!   foreign keys behave as under a native subscription; otherwise a warning.
 
+pub mod subscriptions;
 pub mod tls;
 
 use tokio_postgres::{Client, NoTls};

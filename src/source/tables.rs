@@ -6,7 +6,7 @@ use postgres_protocol::escape::escape_literal;
 use serde::Serialize;
 
 use crate::conn::Connection;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One published table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,62 +94,122 @@ pub async fn published_tables(
     let rows = conn.simple_query(&sql).await?;
     let mut tables = Vec::new();
     for r in rows {
-        let relid: u32 = r.get_idx(0).and_then(|v| v.parse().ok()).unwrap_or(0);
         let only: Option<Vec<String>> = r
             .get_idx(3)
             .filter(|s| !s.is_empty())
             .map(|s| s.split(',').map(str::to_owned).collect());
-        let generated = if v >= 120000 {
-            "a.attgenerated <> ''"
-        } else {
-            "false"
-        };
-        let cols = conn
-            .simple_query(&format!(
-                "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull, \
-                        CASE WHEN d.adbin IS NOT NULL AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) !~ '[(]|nextval' \
-                             THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END, {generated} \
-                 FROM pg_catalog.pg_attribute a \
-                 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-                 WHERE a.attrelid = {relid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-            ))
-            .await?;
-        let columns = cols
-            .iter()
-            .map(|c| PublishedColumn {
-                name: c.get_idx(0).unwrap_or_default().to_owned(),
-                type_sql: c.get_idx(1).unwrap_or_default().to_owned(),
-                type_oid: c.get_idx(2).and_then(|v| v.parse().ok()).unwrap_or(0),
-                not_null: c.get_idx(3) == Some("t"),
-                constant_default: c.get_idx(4).map(str::to_owned),
-                generated: c.get_idx(5) == Some("t"),
-            })
-            .filter(|c| !c.generated)
-            .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.name)))
-            .collect();
-        let key_columns = conn
-            .simple_query(&format!(
-                "SELECT a.attname FROM pg_catalog.pg_index i \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-                 WHERE i.indrelid = {relid} AND (i.indisreplident OR (i.indisprimary AND NOT EXISTS \
-                   (SELECT 1 FROM pg_catalog.pg_index r WHERE r.indrelid = {relid} AND r.indisreplident))) \
-                 ORDER BY array_position(i.indkey::int2[], a.attnum)"
-            ))
-            .await?
-            .iter()
-            .filter_map(|k| k.get_idx(0).map(str::to_owned))
-            .collect();
-        tables.push(PublishedTable {
-            relid,
+        let found = Found {
+            relid: r.get_idx(0).and_then(|v| v.parse().ok()).unwrap_or(0),
             schema: r.get_idx(1).unwrap_or_default().to_owned(),
             name: r.get_idx(2).unwrap_or_default().to_owned(),
-            columns,
-            row_filter: r.get_idx(4).map(str::to_owned),
             replica_identity: r.get_idx(5).unwrap_or("d").to_owned(),
-            key_columns,
             partitioned: r.get_idx(6) == Some("p"),
-        });
+        };
+        tables.push(describe(conn, found, only, r.get_idx(4).map(str::to_owned)).await?);
     }
     tables.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    Ok(tables)
+}
+
+/// A table found in the catalogs, before its columns and key are read.
+struct Found {
+    relid: u32,
+    schema: String,
+    name: String,
+    replica_identity: String,
+    partitioned: bool,
+}
+
+/// Reads a table's columns (those in `only`, when the publication has a column list)
+/// and its key: the replica-identity index, else the primary key.
+async fn describe(
+    conn: &mut Connection,
+    t: Found,
+    only: Option<Vec<String>>,
+    row_filter: Option<String>,
+) -> Result<PublishedTable> {
+    let relid = t.relid;
+    let generated = if conn.server_version_num() >= 120000 {
+        "a.attgenerated <> ''"
+    } else {
+        "false"
+    };
+    let cols = conn
+        .simple_query(&format!(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull, \
+                    CASE WHEN d.adbin IS NOT NULL AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) !~ '[(]|nextval' \
+                         THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END, {generated} \
+             FROM pg_catalog.pg_attribute a \
+             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = {relid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ))
+        .await?;
+    let columns = cols
+        .iter()
+        .map(|c| PublishedColumn {
+            name: c.get_idx(0).unwrap_or_default().to_owned(),
+            type_sql: c.get_idx(1).unwrap_or_default().to_owned(),
+            type_oid: c.get_idx(2).and_then(|v| v.parse().ok()).unwrap_or(0),
+            not_null: c.get_idx(3) == Some("t"),
+            constant_default: c.get_idx(4).map(str::to_owned),
+            generated: c.get_idx(5) == Some("t"),
+        })
+        .filter(|c| !c.generated)
+        .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.name)))
+        .collect();
+    let key_columns = conn
+        .simple_query(&format!(
+            "SELECT a.attname FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = {relid} AND (i.indisreplident OR (i.indisprimary AND NOT EXISTS \
+               (SELECT 1 FROM pg_catalog.pg_index r WHERE r.indrelid = {relid} AND r.indisreplident))) \
+             ORDER BY array_position(i.indkey::int2[], a.attnum)"
+        ))
+        .await?
+        .iter()
+        .filter_map(|k| k.get_idx(0).map(str::to_owned))
+        .collect();
+    Ok(PublishedTable {
+        relid,
+        schema: t.schema,
+        name: t.name,
+        columns,
+        row_filter,
+        replica_identity: t.replica_identity,
+        key_columns,
+        partitioned: t.partitioned,
+    })
+}
+
+/// The tables named on the command line (`schema.table`, or a bare name found through
+/// the source's search path), all columns, no row filter.
+pub async fn tables_by_name(
+    conn: &mut Connection,
+    names: &[String],
+) -> Result<Vec<PublishedTable>> {
+    let mut tables = Vec::new();
+    for given in names {
+        let rows = conn
+            .simple_query(&format!(
+                "SELECT c.oid, n.nspname, c.relname, c.relreplident::text, c.relkind::text \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.oid = pg_catalog.to_regclass({}) AND c.relkind IN ('r', 'p')",
+                escape_literal(given)
+            ))
+            .await?;
+        let Some(r) = rows.first() else {
+            return Err(Error::Config(format!(
+                "table {given:?} does not exist on the source (or is not a table): name it as schema.table, as `\\dt` in psql shows it"
+            )));
+        };
+        let found = Found {
+            relid: r.get_idx(0).and_then(|v| v.parse().ok()).unwrap_or(0),
+            schema: r.get_idx(1).unwrap_or_default().to_owned(),
+            name: r.get_idx(2).unwrap_or_default().to_owned(),
+            replica_identity: r.get_idx(3).unwrap_or("d").to_owned(),
+            partitioned: r.get_idx(4) == Some("p"),
+        };
+        tables.push(describe(conn, found, None, None).await?);
+    }
     Ok(tables)
 }

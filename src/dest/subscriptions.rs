@@ -1,0 +1,307 @@
+//! What the destination knows about replication into it: native subscriptions (the
+//! managed ones made by `aiven_extras` are native subscriptions underneath) with their
+//! apply worker's positions and their origin's `remote_lsn`, and pgsub's own progress
+//! rows.
+//!
+//! A managed destination gives an ordinary role, and several of these catalogs are
+//! superuser-only there, so every source of information is asked for only when the role
+//! may read it, and falls back:
+//!
+//! | what                                | read from                                  | fallback |
+//! |-------------------------------------|--------------------------------------------|----------|
+//! | name, enabled, slot, publications   | `pg_subscription`                          | `aiven_extras.pg_list_all_subscriptions()` |
+//! | connection string (shown redacted)  | `pg_subscription.subconninfo` (column privilege) | the same aiven function |
+//! | worker pid, received / reported LSN | `pg_stat_subscription`                     | – |
+//! | applied position                    | `pg_replication_origin_status.remote_lsn` (origin `pg_<oid>`) | – |
+//!
+//! No connection string leaves this module unredacted.
+
+use serde::Serialize;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::SqlError;
+use crate::conninfo::redact;
+use crate::error::Result;
+use crate::lsn::Lsn;
+
+/// One native subscription of the destination's current database.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NativeSubscription {
+    /// `subname`.
+    pub name: String,
+    /// `pg_subscription.oid` (the origin is named `pg_<oid>`), when known.
+    pub oid: Option<u32>,
+    /// `subenabled`.
+    pub enabled: bool,
+    /// `subslotname` (`None` after `slot_name = NONE`).
+    pub slot: Option<String>,
+    /// `subpublications`.
+    pub publications: Vec<String>,
+    /// The connection string, redacted; `None` when the role may not read it.
+    pub conninfo: Option<String>,
+    /// Apply worker's PID (`None`: not running).
+    pub worker_pid: Option<i32>,
+    /// `pg_stat_subscription.received_lsn`.
+    pub received_lsn: Option<Lsn>,
+    /// `pg_stat_subscription.latest_end_lsn`: the last position reported to the source.
+    pub latest_end_lsn: Option<Lsn>,
+    /// The origin's `remote_lsn`: end of the last source transaction applied.
+    pub remote_lsn: Option<Lsn>,
+    /// Where the list came from: `pg_subscription` or `aiven_extras`.
+    pub via: &'static str,
+}
+
+/// One row of `pgsub.progress`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressRow {
+    /// Subscription name.
+    pub name: String,
+    /// Source system identifier.
+    pub source_system_id: String,
+    /// Slot on the source.
+    pub slot: String,
+    /// Publications.
+    pub publications: Vec<String>,
+    /// End of the last applied source transaction.
+    pub applied_lsn: Lsn,
+    /// Its commit time on the source.
+    pub commit_ts: Option<String>,
+    /// When the row was last written.
+    pub updated_at: String,
+}
+
+/// Runs `sql` and returns its rows as text.
+pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| SqlError::new(what.to_owned(), e))?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// A single boolean answer (`t`).
+async fn yes(client: &Client, sql: &str, what: &str) -> Result<bool> {
+    let rows = text_rows(client, sql, what).await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .as_deref()
+        == Some("t"))
+}
+
+fn lsn(v: &Option<String>) -> Option<Lsn> {
+    v.as_deref().and_then(|s| s.parse().ok())
+}
+
+fn text_array(v: &Option<String>) -> Vec<String> {
+    let Some(s) = v.as_deref() else {
+        return Vec::new();
+    };
+    s.trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// Reads pgsub's progress rows; none when the `pgsub` schema does not exist or the role
+/// may not read it.
+pub async fn progress_rows(client: &Client) -> Result<Vec<ProgressRow>> {
+    let readable = yes(
+        client,
+        "SELECT pg_catalog.to_regclass('pgsub.progress') IS NOT NULL \
+         AND pg_catalog.has_table_privilege('pgsub.progress', 'SELECT')",
+        "looking for pgsub.progress",
+    )
+    .await?;
+    if !readable {
+        return Ok(Vec::new());
+    }
+    let rows = text_rows(
+        client,
+        "SELECT name, source_system_id, slot, publications::text, applied_lsn::text, \
+                commit_ts::text, updated_at::text FROM pgsub.progress ORDER BY name",
+        "reading pgsub.progress",
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ProgressRow {
+            name: r[0].clone().unwrap_or_default(),
+            source_system_id: r[1].clone().unwrap_or_default(),
+            slot: r[2].clone().unwrap_or_default(),
+            publications: text_array(&r[3]),
+            applied_lsn: lsn(&r[4]).unwrap_or_default(),
+            commit_ts: r[5].clone(),
+            updated_at: r[6].clone().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Lists the native subscriptions of the current database with whatever the role may
+/// read about them.
+pub async fn native_subscriptions(client: &Client) -> Result<Vec<NativeSubscription>> {
+    let mut subs = match list_from_catalog(client).await? {
+        Some(s) => s,
+        None => list_from_aiven(client).await?,
+    };
+    add_worker_positions(client, &mut subs).await?;
+    add_origin_positions(client, &mut subs).await?;
+    Ok(subs)
+}
+
+async fn list_from_catalog(client: &Client) -> Result<Option<Vec<NativeSubscription>>> {
+    let what = "reading pg_subscription";
+    let readable = yes(
+        client,
+        "SELECT pg_catalog.has_column_privilege('pg_catalog.pg_subscription', 'subname', 'SELECT')",
+        what,
+    )
+    .await?;
+    if !readable {
+        return Ok(None);
+    }
+    let conninfo = yes(
+        client,
+        "SELECT pg_catalog.has_column_privilege('pg_catalog.pg_subscription', 'subconninfo', 'SELECT')",
+        what,
+    )
+    .await?;
+    let sql = format!(
+        "SELECT s.subname, s.oid, s.subenabled, s.subslotname, s.subpublications::text, {} \
+         FROM pg_catalog.pg_subscription s \
+         WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+         ORDER BY s.subname",
+        if conninfo { "s.subconninfo" } else { "NULL" }
+    );
+    let rows = text_rows(client, &sql, what).await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| NativeSubscription {
+                name: r[0].clone().unwrap_or_default(),
+                oid: r[1].as_deref().and_then(|v| v.parse().ok()),
+                enabled: r[2].as_deref() == Some("t"),
+                slot: r[3].clone(),
+                publications: text_array(&r[4]),
+                conninfo: r[5].as_deref().map(redact),
+                via: "pg_subscription",
+                ..Default::default()
+            })
+            .collect(),
+    ))
+}
+
+async fn list_from_aiven(client: &Client) -> Result<Vec<NativeSubscription>> {
+    let what = "reading aiven_extras.pg_list_all_subscriptions()";
+    let available = yes(
+        client,
+        "SELECT pg_catalog.to_regproc('aiven_extras.pg_list_all_subscriptions') IS NOT NULL \
+         AND pg_catalog.has_function_privilege('aiven_extras.pg_list_all_subscriptions()', 'EXECUTE')",
+        what,
+    )
+    .await?;
+    if !available {
+        return Ok(Vec::new());
+    }
+    let rows = text_rows(
+        client,
+        "SELECT s.subname, s.subenabled, s.subslotname, s.subpublications::text, s.subconninfo \
+         FROM aiven_extras.pg_list_all_subscriptions() s \
+         WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+         ORDER BY s.subname",
+        what,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| NativeSubscription {
+            name: r[0].clone().unwrap_or_default(),
+            enabled: r[1].as_deref() == Some("t"),
+            slot: r[2].clone(),
+            publications: text_array(&r[3]),
+            conninfo: r[4].as_deref().map(redact),
+            via: "aiven_extras",
+            ..Default::default()
+        })
+        .collect())
+}
+
+async fn add_worker_positions(client: &Client, subs: &mut [NativeSubscription]) -> Result<()> {
+    if subs.is_empty() {
+        return Ok(());
+    }
+    // The apply worker is the row without a relid (table-sync workers have one).
+    let rows = text_rows(
+        client,
+        "SELECT subname, pid, received_lsn::text, latest_end_lsn::text \
+         FROM pg_catalog.pg_stat_subscription WHERE relid IS NULL",
+        "reading pg_stat_subscription",
+    )
+    .await?;
+    for r in rows {
+        if let Some(s) = subs.iter_mut().find(|s| Some(&s.name) == r[0].as_ref()) {
+            // A parallel apply worker (16+) has a row too; the leader's has the positions.
+            if s.worker_pid.is_some() && r[2].is_none() {
+                continue;
+            }
+            s.worker_pid = r[1].as_deref().and_then(|v| v.parse().ok());
+            s.received_lsn = lsn(&r[2]);
+            s.latest_end_lsn = lsn(&r[3]);
+        }
+    }
+    Ok(())
+}
+
+async fn add_origin_positions(client: &Client, subs: &mut [NativeSubscription]) -> Result<()> {
+    if subs.iter().all(|s| s.oid.is_none()) {
+        return Ok(());
+    }
+    let readable = yes(
+        client,
+        "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_replication_origin_status', 'SELECT')",
+        "reading pg_replication_origin_status",
+    )
+    .await?;
+    if !readable {
+        return Ok(());
+    }
+    let rows = text_rows(
+        client,
+        "SELECT external_id, remote_lsn::text FROM pg_catalog.pg_replication_origin_status",
+        "reading pg_replication_origin_status",
+    )
+    .await?;
+    for s in subs.iter_mut() {
+        let Some(oid) = s.oid else { continue };
+        let origin = format!("pg_{oid}");
+        s.remote_lsn = rows
+            .iter()
+            .find(|r| r[0].as_deref() == Some(origin.as_str()))
+            .and_then(|r| lsn(&r[1]));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_array;
+
+    #[test]
+    fn text_array_reads_plain_and_quoted_elements() {
+        assert_eq!(
+            text_array(&Some("{pub1,\"Pub 2\"}".into())),
+            vec!["pub1".to_owned(), "Pub 2".to_owned()]
+        );
+        assert!(text_array(&Some("{}".into())).is_empty());
+        assert!(text_array(&None).is_empty());
+    }
+}

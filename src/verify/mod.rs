@@ -1,0 +1,447 @@
+//! `verify`: is the destination the source? Every table is read on both sides in key
+//! order and compared row by row by a 64-bit hash of the row ([`query`], [`merge`]).
+//!
+//! ```text
+//!  source: BEGIN REPEATABLE READ; pg_export_snapshot(), WAL position ─┐ one snapshot for
+//!  dest:   BEGIN REPEATABLE READ; pg_export_snapshot(), pgsub.progress ┘ every table, each side
+//!     table jobs (--jobs at once): SET TRANSACTION SNAPSHOT on both sides,
+//!       scan both in key order ─► merge ─► differing keys
+//!       ─► re-check them until they agree or --settle runs out (live replication:
+//!          a row only in flight settles) ─► exact values of what still differs
+//! ```
+//!
+//! The report says which position each side was read at: the source's WAL position at
+//! its snapshot, and on the destination pgsub's applied position (read in the
+//! destination's snapshot, so exact) and each native subscription's origin position
+//! (read just before it). Memory is bounded: rows stream through, and only up to
+//! [`KEEP`] differing keys per table are held for the re-check.
+
+pub mod merge;
+pub mod query;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use postgres_protocol::escape::escape_literal;
+use tokio::task::JoinSet;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::conninfo::Conninfo;
+use crate::dest::subscriptions::{self, text_rows};
+use crate::dest::{self, SqlError};
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::source::tables::PublishedTable;
+use merge::{Diff, DiffKind, Entry, MergeError};
+use query::{HashFn, SESSION_SETTINGS, TableQuery};
+pub use report::{Position, Report, Sample, TableReport};
+
+/// Differing keys held per table for the re-check; more are counted only.
+pub const KEEP: usize = 100_000;
+
+/// Keys per re-check statement.
+const RECHECK_BATCH: usize = 500;
+
+/// How to verify.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tables compared at once.
+    pub jobs: usize,
+    /// Differing keys shown per table and kind.
+    pub show: usize,
+    /// How long differing keys are re-checked before they are reported.
+    pub settle: Duration,
+}
+
+/// One side's snapshot, exported by a transaction kept open until every table is read.
+struct Snapshot {
+    _holder: Client,
+    id: String,
+}
+
+async fn session(info: &Conninfo, what: &str) -> Result<Client> {
+    let client = dest::connect_client(info, what).await?;
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|e| SqlError::new(format!("preparing the {what} session"), e))?;
+    Ok(client)
+}
+
+async fn one_value(client: &Client, sql: &str, what: &str) -> Result<Option<String>> {
+    Ok(text_rows(client, sql, what)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
+}
+
+async fn version(client: &Client, what: &str) -> Result<u32> {
+    Ok(one_value(client, "SHOW server_version_num", what)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+async fn export(client: Client, what: &str) -> Result<Snapshot> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| SqlError::new(format!("starting the {what} snapshot"), e))?;
+    let id = one_value(&client, "SELECT pg_catalog.pg_export_snapshot()", what)
+        .await?
+        .unwrap_or_default();
+    Ok(Snapshot {
+        _holder: client,
+        id,
+    })
+}
+
+async fn import(info: &Conninfo, what: &str, snapshot: &str) -> Result<Client> {
+    let client = session(info, what).await?;
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            escape_literal(snapshot)
+        ))
+        .await
+        .map_err(|e| SqlError::new(format!("joining the {what} snapshot"), e))?;
+    Ok(client)
+}
+
+/// Compares `tables` between source and destination.
+pub async fn verify(
+    src: &Conninfo,
+    dst: &Conninfo,
+    source_system_id: Option<&str>,
+    tables: Vec<PublishedTable>,
+    opts: &Options,
+) -> Result<Report> {
+    let src_client = session(src, "source").await?;
+    let dst_client = session(dst, "destination").await?;
+    let hash = HashFn::for_versions(
+        version(&src_client, "source").await?,
+        version(&dst_client, "destination").await?,
+    );
+
+    // Native subscriptions' origins, read just before the destination's snapshot.
+    let mut positions = Vec::new();
+    for s in subscriptions::native_subscriptions(&dst_client).await? {
+        positions.push(Position {
+            side: "destination",
+            what: "native subscription".into(),
+            name: s.name,
+            lsn: s.remote_lsn,
+        });
+    }
+    let src_snap = export(src_client, "source").await?;
+    let source_lsn = one_value(
+        &src_snap._holder,
+        "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+         ELSE pg_catalog.pg_current_wal_lsn() END::text",
+        "source",
+    )
+    .await?
+    .and_then(|v| v.parse::<Lsn>().ok());
+    let dst_snap = export(dst_client, "destination").await?;
+    for p in subscriptions::progress_rows(&dst_snap._holder).await? {
+        if source_system_id.is_none_or(|id| id == p.source_system_id) {
+            positions.push(Position {
+                side: "destination",
+                what: "pgsub progress".into(),
+                name: p.name,
+                lsn: Some(p.applied_lsn),
+            });
+        }
+    }
+
+    let src = Arc::new(src.clone());
+    let dst = Arc::new(dst.clone());
+    let snaps = Arc::new((src_snap.id.clone(), dst_snap.id.clone()));
+    let mut queue = tables.into_iter().enumerate();
+    let mut running = JoinSet::new();
+    let mut reports = Vec::new();
+    loop {
+        while running.len() < opts.jobs.max(1) {
+            let Some((i, t)) = queue.next() else { break };
+            let q = TableQuery::new(&t, hash);
+            let (src, dst, snaps, opts) = (src.clone(), dst.clone(), snaps.clone(), opts.clone());
+            running.spawn(async move { (i, verify_table(&src, &dst, &snaps, q, &opts).await) });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let (i, r) = done.map_err(|e| Error::Config(format!("a verify task failed: {e}")))?;
+        reports.push((i, r?));
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    drop((src_snap, dst_snap));
+    Ok(Report {
+        source_lsn,
+        positions,
+        tables: reports.into_iter().map(|(_, r)| r).collect(),
+    })
+}
+
+fn is_missing_object(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("42P01" | "42703" | "42883")
+    )
+}
+
+async fn verify_table(
+    src: &Conninfo,
+    dst: &Conninfo,
+    snaps: &(String, String),
+    q: TableQuery,
+    opts: &Options,
+) -> Result<TableReport> {
+    let mut report = TableReport::new(&q);
+    let s = import(src, "source", &snaps.0).await?;
+    let d = import(dst, "destination", &snaps.1).await?;
+    let ctx = |side: &str| format!("reading {} on the {side}", q.name);
+    let src_rows = s
+        .simple_query_raw(&q.scan(true))
+        .await
+        .map_err(|e| SqlError::new(ctx("source"), e))?;
+    let dst_rows = match d.simple_query_raw(&q.scan(false)).await {
+        Ok(rows) => rows,
+        Err(e) if is_missing_object(&e) => {
+            report.error = Some(format!("cannot be compared: {}", crate::dest::describe(&e)));
+            return Ok(report);
+        }
+        Err(e) => return Err(SqlError::new(ctx("destination"), e).into()),
+    };
+    let n = q.key_len();
+    let entries = |side: &'static str| {
+        move |m: std::result::Result<SimpleQueryMessage, tokio_postgres::Error>| {
+            let out = match m {
+                Ok(SimpleQueryMessage::Row(r)) => Some(Ok(Entry {
+                    key: (0..n)
+                        .map(|i| r.get(i).unwrap_or_default().to_owned())
+                        .collect(),
+                    hash: r.get(n).and_then(|h| h.parse().ok()).unwrap_or_default(),
+                })),
+                Ok(_) => None,
+                Err(e) => Some(Err((side, e))),
+            };
+            std::future::ready(out)
+        }
+    };
+    let src_entries = Box::pin(src_rows.filter_map(entries("source")));
+    let dst_entries = Box::pin(dst_rows.filter_map(entries("destination")));
+    let tally = match merge::merge(&q.order, src_entries, dst_entries, KEEP).await {
+        Ok(t) => t,
+        Err(MergeError::Read((side, e))) if side == "destination" && is_missing_object(&e) => {
+            report.error = Some(format!("cannot be compared: {}", crate::dest::describe(&e)));
+            return Ok(report);
+        }
+        Err(MergeError::Read((side, e))) => return Err(SqlError::new(ctx(side), e).into()),
+        Err(MergeError::OutOfOrder {
+            side,
+            earlier,
+            later,
+        }) => {
+            return Err(Error::Config(format!(
+                "verifying {}: the {side} returned key {later:?} after {earlier:?}, out of the expected order; do the two servers use different encodings?",
+                q.name
+            )));
+        }
+    };
+    drop((s, d));
+    report.source_rows = tally.source_rows;
+    report.dest_rows = tally.dest_rows;
+    report.untracked = tally.untracked;
+    let first = tally.diffs.len();
+    let diffs = settle(src, dst, &q, tally.diffs, opts.settle).await?;
+    report.settled = (first - diffs.len()) as u64;
+    for kind in [DiffKind::Missing, DiffKind::Extra, DiffKind::Different] {
+        let of_kind: Vec<&Diff> = diffs.iter().filter(|d| d.kind == kind).collect();
+        report.count(kind, of_kind.len() as u64);
+        let shown: Vec<Vec<String>> = of_kind
+            .iter()
+            .take(opts.show)
+            .map(|d| d.key.clone())
+            .collect();
+        report
+            .samples
+            .extend(samples(src, dst, &q, kind, &shown).await?);
+    }
+    Ok(report)
+}
+
+/// Reads the current hash of each key on one side (for a multiset: the count of rows
+/// with each hash).
+async fn current(
+    client: &Client,
+    q: &TableQuery,
+    source: bool,
+    keys: &[Vec<String>],
+) -> Result<HashMap<Vec<String>, i64>> {
+    let what = format!(
+        "re-checking {} on the {}",
+        q.name,
+        if source { "source" } else { "destination" }
+    );
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(RECHECK_BATCH) {
+        let n = q.key_len();
+        for r in text_rows(client, &q.recheck(source, chunk), &what).await? {
+            let key: Vec<String> = r[..n]
+                .iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect();
+            let v = r[n]
+                .as_deref()
+                .and_then(|h| h.parse().ok())
+                .unwrap_or_default();
+            out.insert(key, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Re-reads the differing keys until they agree or `patience` runs out, and returns what
+/// still differs.
+async fn settle(
+    src: &Conninfo,
+    dst: &Conninfo,
+    q: &TableQuery,
+    mut diffs: Vec<Diff>,
+    patience: Duration,
+) -> Result<Vec<Diff>> {
+    if diffs.is_empty() || patience.is_zero() {
+        return Ok(diffs);
+    }
+    let s = session(src, "source").await?;
+    let d = session(dst, "destination").await?;
+    let deadline = Instant::now() + patience;
+    let mut pause = Duration::from_millis(200);
+    while !diffs.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        let mut keys: Vec<Vec<String>> = diffs.iter().map(|d| d.key.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        // The source first: the destination read after it has had the time to catch up.
+        let now_src = current(&s, q, true, &keys).await?;
+        let now_dst = current(&d, q, false, &keys).await?;
+        diffs = if q.is_multiset() {
+            keys.iter()
+                .flat_map(|k| {
+                    let delta =
+                        now_src.get(k).copied().unwrap_or(0) - now_dst.get(k).copied().unwrap_or(0);
+                    let kind = if delta > 0 {
+                        DiffKind::Missing
+                    } else {
+                        DiffKind::Extra
+                    };
+                    (0..delta.unsigned_abs()).map(move |_| Diff {
+                        kind,
+                        key: k.clone(),
+                    })
+                })
+                .collect()
+        } else {
+            keys.into_iter()
+                .filter_map(|k| {
+                    let kind = match (now_src.get(&k), now_dst.get(&k)) {
+                        (Some(a), Some(b)) if a == b => return None,
+                        (None, None) => return None,
+                        (Some(_), Some(_)) => DiffKind::Different,
+                        (Some(_), None) => DiffKind::Missing,
+                        (None, Some(_)) => DiffKind::Extra,
+                    };
+                    Some(Diff { kind, key: k })
+                })
+                .collect()
+        };
+    }
+    Ok(diffs)
+}
+
+/// What the report shows of up to `--show` differing keys: for a changed row, the
+/// columns whose values differ; for a row of a multiset, the row itself.
+async fn samples(
+    src: &Conninfo,
+    dst: &Conninfo,
+    q: &TableQuery,
+    kind: DiffKind,
+    keys: &[Vec<String>],
+) -> Result<Vec<Sample>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = q.key_len();
+    let values = |rows: Vec<Vec<Option<String>>>| -> HashMap<Vec<String>, Vec<Option<String>>> {
+        rows.into_iter()
+            .map(|mut r| {
+                let rest = r.split_off(n);
+                (r.into_iter().map(Option::unwrap_or_default).collect(), rest)
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    let need_values = kind == DiffKind::Different || q.is_multiset();
+    let (mut sv, mut dv) = (HashMap::new(), HashMap::new());
+    if need_values {
+        let s = session(src, "source").await?;
+        let d = session(dst, "destination").await?;
+        for k in keys {
+            let one = std::slice::from_ref(k);
+            if kind != DiffKind::Extra {
+                sv.extend(values(
+                    text_rows(
+                        &s,
+                        &q.values(true, one),
+                        "reading differing rows on the source",
+                    )
+                    .await?,
+                ));
+            }
+            if kind != DiffKind::Missing {
+                dv.extend(values(
+                    text_rows(
+                        &d,
+                        &q.values(false, one),
+                        "reading differing rows on the destination",
+                    )
+                    .await?,
+                ));
+            }
+        }
+    }
+    for k in keys {
+        let (a, b) = (sv.get(k), dv.get(k));
+        let columns = match (a, b) {
+            (Some(a), Some(b)) => q
+                .column_names
+                .iter()
+                .zip(a.iter().zip(b))
+                .filter(|(_, (x, y))| x != y)
+                .map(|(c, _)| c.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let row = if q.is_multiset() {
+            a.or(b).cloned()
+        } else {
+            None
+        };
+        out.push(Sample {
+            kind,
+            key: if q.is_multiset() {
+                None
+            } else {
+                Some(k.clone())
+            },
+            columns,
+            row,
+        });
+    }
+    Ok(out)
+}
