@@ -33,7 +33,9 @@ pub mod pgoutput;
 pub mod protocol;
 pub mod record;
 pub mod schema;
+pub mod sequences;
 pub mod source;
+pub mod status;
 pub mod stream;
 pub mod verify;
 

@@ -4,8 +4,11 @@
 pub mod args;
 mod decode;
 mod demo;
+mod drop;
 mod record;
+mod sequences;
 mod slot;
+mod status;
 mod stream_setup;
 mod summary;
 mod sync;
@@ -27,9 +30,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sync(a) => sync::run(&cli, a).await,
         Command::Demo(a) => demo::run(&cli, a).await,
         Command::Verify(a) => verify::run(&cli, a).await,
-        Command::Status(_) | Command::Handoff(_) | Command::Sequences(_) | Command::Drop(_) => {
-            Err(Error::Usage("not built yet".into()))
-        }
+        Command::Drop(a) => drop::run(&cli, a).await,
+        Command::Status(a) => status::run(&cli, a).await,
+        Command::Sequences(a) => sequences::run(&cli, a).await,
+        Command::Handoff(_) => Err(Error::Usage("not built yet".into())),
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,

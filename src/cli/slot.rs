@@ -166,19 +166,6 @@ fn conn_target(info: &crate::conninfo::Conninfo) -> String {
     info.host_display()
 }
 
-/// The disk-full risk: an inactive slot keeping WAL.
 fn warning(s: &slots::SlotInfo) -> Option<String> {
-    if s.is_invalidated() {
-        return Some(format!(
-            "slot \"{}\" is invalidated and can no longer stream; drop it",
-            s.slot_name
-        ));
-    }
-    match s.retained_bytes {
-        Some(b) if !s.active && b > 0 => Some(format!(
-            "slot \"{}\" is inactive and retains {b} bytes of WAL on the source; it grows until a client streams from it or it is dropped (`pgsub slot drop --slot {}`)",
-            s.slot_name, s.slot_name
-        )),
-        _ => None,
-    }
+    crate::status::slot_warning(s)
 }

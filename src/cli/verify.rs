@@ -31,11 +31,7 @@ pub(crate) async fn run(cli: &Cli, args: &VerifyArgs) -> Result<()> {
         }
     }
     // The source's identity picks pgsub's progress rows for this source on the destination.
-    let system_id = conn
-        .simple_query("SELECT system_identifier::text FROM pg_catalog.pg_control_system()")
-        .await
-        .ok()
-        .and_then(|rows| rows.first().and_then(|r| r.get_idx(0)).map(str::to_owned));
+    let system_id = source::system_identifier(&mut conn).await;
     conn.close().await;
     if list.is_empty() {
         return Err(Error::Config(format!(

@@ -44,6 +44,14 @@ pub async fn connect(info: &Conninfo, replication: bool) -> Result<Connection> {
     }
 }
 
+/// The server's system identifier, when the role may read `pg_control_system()`.
+pub async fn system_identifier(conn: &mut Connection) -> Option<String> {
+    conn.simple_query("SELECT system_identifier::text FROM pg_catalog.pg_control_system()")
+        .await
+        .ok()
+        .and_then(|rows| rows.first().and_then(|r| r.get_idx(0)).map(str::to_owned))
+}
+
 /// Server version and `wal_level` checks.
 pub async fn check_server(conn: &mut Connection) -> Result<()> {
     let version = conn.server_version_num();
