@@ -27,6 +27,7 @@ pub mod copy;
 pub mod dest;
 pub mod error;
 pub mod failpoint;
+pub mod handoff;
 pub mod json;
 pub mod lsn;
 pub mod pgoutput;

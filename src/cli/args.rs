@@ -456,8 +456,8 @@ pub struct HandoffArgs {
     /// From pgsub to a native subscription on pgsub's slot, starting where pgsub stopped.
     #[arg(long)]
     pub to_native: bool,
-    /// pgsub's slot (--to-native), or the slot name pgsub's progress records (--to-pgsub: default the subscription's slot).
-    #[arg(long, value_name = "NAME")]
+    /// --to-native: pgsub's slot, whose progress is handed over (--to-pgsub takes the subscription's slot).
+    #[arg(long, value_name = "NAME", conflicts_with = "to_pgsub")]
     pub slot: Option<String>,
     /// pgsub's subscription name: the key of its progress row (default: the slot name).
     #[arg(long, value_name = "NAME")]

@@ -5,6 +5,7 @@ pub mod args;
 mod decode;
 mod demo;
 mod drop;
+mod handoff;
 mod record;
 mod sequences;
 mod slot;
@@ -33,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Drop(a) => drop::run(&cli, a).await,
         Command::Status(a) => status::run(&cli, a).await,
         Command::Sequences(a) => sequences::run(&cli, a).await,
-        Command::Handoff(_) => Err(Error::Usage("not built yet".into())),
+        Command::Handoff(a) => handoff::run(&cli, a).await,
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,
