@@ -130,6 +130,15 @@ pub async fn copy_tables(
     let source = Arc::new(source.clone());
     let dest_info = Arc::new(dest_info.clone());
     let plan = Arc::new(plan.clone());
+    let mut remaining = tables.len();
+    let metrics = crate::metrics::registry();
+    if let Some(r) = metrics {
+        r.set(
+            &crate::metrics::COPY_TABLES_REMAINING,
+            &[],
+            remaining as f64,
+        );
+    }
     let mut queue = tables.into_iter();
     let mut running = JoinSet::new();
     let mut done = Vec::new();
@@ -144,6 +153,19 @@ pub async fn copy_tables(
             break;
         };
         let copied = joined.map_err(|e| Error::Config(format!("a copy job failed: {e}")))??;
+        remaining -= 1;
+        if let Some(r) = metrics {
+            r.set(
+                &crate::metrics::COPY_TABLES_REMAINING,
+                &[],
+                remaining as f64,
+            );
+            r.set(
+                &crate::metrics::COPY_ROWS,
+                &[("table", &copied.table)],
+                copied.rows as f64,
+            );
+        }
         tracing::info!(
             table = %copied.table,
             rows = copied.rows,
@@ -239,6 +261,7 @@ async fn copy_one(
     let mut out = std::pin::pin!(out);
     let mut sink = std::pin::pin!(sink);
     let mut bytes = 0u64;
+    let mut rows_seen = 0u64;
     // The source sends one CopyData per row; batch them, so the destination socket is
     // written (and flushed) once per megabyte, not once per row.
     let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
@@ -256,9 +279,23 @@ async fn copy_one(
             );
             next_report += PROGRESS_EVERY;
         }
+        rows_seen += 1;
         batch.extend_from_slice(&chunk);
         if batch.len() >= COPY_BATCH {
             crate::failpoint::hit(crate::failpoint::MID_TABLE_COPY);
+            if let Some(r) = crate::metrics::registry() {
+                // The source sends one CopyData per row: a row count while copying.
+                r.set(
+                    &crate::metrics::COPY_ROWS,
+                    &[("table", &name)],
+                    rows_seen as f64,
+                );
+                r.set(
+                    &crate::metrics::COPY_BYTES,
+                    &[("table", &name)],
+                    bytes as f64,
+                );
+            }
             sink.send(batch.split().freeze())
                 .await
                 .map_err(err(format!("writing {name} on the destination")))?;
@@ -273,6 +310,13 @@ async fn copy_one(
         .finish()
         .await
         .map_err(err(format!("writing {name} on the destination")))?;
+    if let Some(r) = crate::metrics::registry() {
+        r.set(
+            &crate::metrics::COPY_BYTES,
+            &[("table", &name)],
+            bytes as f64,
+        );
+    }
     let lsn = plan.snapshot_lsn.to_string();
     dst.execute(
         "INSERT INTO pgsub.tables AS t (name, relation, state, snapshot_lsn, rows, bytes, started_at, finished_at) \

@@ -30,6 +30,7 @@ pub mod failpoint;
 pub mod handoff;
 pub mod json;
 pub mod lsn;
+pub mod metrics;
 pub mod pgoutput;
 pub mod protocol;
 pub mod record;

@@ -1,6 +1,7 @@
 //! The `pgsub` binary: parses the command line, sets up logging on stderr, runs the
 //! command and turns its error into a message and an exit code (DESIGN.md § Command line).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -22,6 +23,7 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match cli.log_format {
         Format::Json => builder.json().init(),
@@ -32,6 +34,7 @@ fn init_logging(cli: &Cli) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    let cli_log_json = cli.log_format == Format::Json;
     // One thread: the work is one stream, and a second worker only adds cross-thread
     // wake-ups, which on a small machine take CPU from the source's walsender.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -47,7 +50,11 @@ fn main() -> ExitCode {
     match runtime.block_on(pgsub::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pgsub: error: {e}");
+            if cli_log_json {
+                tracing::error!(exit_code = e.exit_code(), "{e}");
+            } else {
+                eprintln!("pgsub: error: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -763,6 +763,27 @@ impl Sink for ApplySink {
         }
         Ok(self.durable)
     }
+
+    fn publish_metrics(&self) {
+        use crate::metrics::*;
+        let Some(r) = registry() else { return };
+        let s = &self.stats;
+        r.set(&APPLIED_TRANSACTIONS_TOTAL, &[], s.transactions as f64);
+        r.set(
+            &SKIPPED_TRANSACTIONS_TOTAL,
+            &[],
+            s.skipped_transactions as f64,
+        );
+        r.set(&DEST_TRANSACTIONS_TOTAL, &[], s.groups as f64);
+        for (op, n) in [
+            ("insert", s.inserted),
+            ("update", s.updated),
+            ("delete", s.deleted),
+            ("truncate", s.truncates),
+        ] {
+            r.set(&APPLIED_ROWS_TOTAL, &[("op", op)], n as f64);
+        }
+    }
 }
 
 /// REPLICA IDENTITY of a relation, for preflight messages.

@@ -224,6 +224,9 @@ pub struct DecodeArgs {
     /// The stream.
     #[command(flatten)]
     pub stream: StreamArgs,
+    /// Serve Prometheus metrics on HOST:PORT (GET /metrics).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 /// `pgsub sync`.
@@ -274,6 +277,9 @@ pub struct SyncArgs {
     /// Maximum seconds between standby status updates.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub status_interval: u64,
+    /// Serve Prometheus metrics on HOST:PORT (GET /metrics).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 impl SyncArgs {

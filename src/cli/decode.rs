@@ -65,17 +65,14 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
     if let Some(path) = &args.input {
         return decode_file(cli, path, args.stream.until);
     }
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(addr).await?;
+    }
     let mut started = stream_setup::start(&args.stream).await?;
     let mut sink = JsonLines::new();
     let end = started.stream_into(&mut sink).await?;
     sink.flush()?;
-    summary::print(
-        "decode",
-        cli.format,
-        cli.quiet > 0,
-        Some(&end),
-        &started.session,
-    )
+    summary::print("decode", cli, Some(&end), &started.session)
 }
 
 /// Decodes a recording. `--until LSN` stops after the unit that reaches it;
@@ -116,5 +113,5 @@ fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Resul
     out.flush()?;
     result?;
     session.accounting().check()?;
-    summary::print("decode", cli.format, cli.quiet > 0, None, &session)
+    summary::print("decode", cli, None, &session)
 }

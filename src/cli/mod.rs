@@ -61,6 +61,23 @@ pub(crate) fn resolve_dest(dest: Option<&str>) -> Result<Conninfo> {
     Conninfo::resolve(raw).map_err(|e| Error::Usage(format!("--dest: {e}")))
 }
 
+/// Writes a report meant for people to stderr; under `--log-format json` it becomes one
+/// JSON log line, so that stderr stays machine-readable.
+pub(crate) fn say(cli: &Cli, text: &str) {
+    if cli.log_format == args::Format::Json {
+        tracing::info!(report = text.trim_end(), "report");
+    } else {
+        eprint!(
+            "{}",
+            if text.ends_with('\n') {
+                text.to_owned()
+            } else {
+                format!("{text}\n")
+            }
+        );
+    }
+}
+
 /// A channel that turns true on SIGINT or SIGTERM.
 pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);

@@ -79,11 +79,5 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         .sync_all()
         .map_err(|e| Error::io("syncing the recording to disk", e))?;
     tracing::info!(path = %path, frames, "recording complete");
-    summary::print(
-        "record",
-        cli.format,
-        cli.quiet > 0,
-        Some(&end),
-        &started.session,
-    )
+    summary::print("record", cli, Some(&end), &started.session)
 }

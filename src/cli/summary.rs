@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::args::Format;
+use super::args::{Cli, Format};
 use crate::error::{Error, Result};
 use crate::source::run::RunEnd;
 use crate::stream::Session;
@@ -22,11 +22,11 @@ fn end_text(end: &RunEnd) -> String {
 /// Prints the summary of a session; `quiet` (`-q`) drops the text form, not the JSON one.
 pub(crate) fn print(
     command: &str,
-    format: Format,
-    quiet: bool,
+    cli: &Cli,
     end: Option<&RunEnd>,
     session: &Session,
 ) -> Result<()> {
+    let (format, quiet) = (cli.format, cli.quiet > 0);
     let pos = session.positions();
     let acc = session.accounting().summary();
     match format {
@@ -112,7 +112,7 @@ pub(crate) fn print(
                     last.bytes_since(first)
                 );
             }
-            eprint!("{s}");
+            super::say(cli, &s);
             Ok(())
         }
     }

@@ -48,6 +48,12 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
     }
     let src = super::resolve_source(args.source.conninfo.as_deref())?;
     let dst = super::resolve_dest(args.dest.conninfo.as_deref())?;
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(addr).await?;
+        if let Some(r) = crate::metrics::registry() {
+            r.add(&crate::metrics::RECONNECTS_TOTAL, &[], 0.0);
+        }
+    }
     let mut shutdown = super::shutdown_signal();
     let mut backoff = Duration::from_secs(1);
     let mut attempt = 0u32;
@@ -86,6 +92,9 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 attempt += 1;
+                if let Some(r) = crate::metrics::registry() {
+                    r.add(&crate::metrics::RECONNECTS_TOTAL, &[], 1.0);
+                }
             }
             Err(e) => return Err(e),
         }
@@ -434,24 +443,27 @@ fn check_stored(stored: &Option<Progress>, system_id: &str, slot: &str, name: &s
 fn report(cli: &Cli, end: &RunEnd, session: &Session, sink: &ApplySink) -> Result<()> {
     let s = sink.stats();
     if cli.quiet == 0 {
-        eprintln!(
-            "pgsub sync: applied {} transactions in {} destination transactions ({} skipped as already applied): {} rows inserted, {} updated, {} deleted, {} truncates{}",
-            s.transactions,
-            s.groups,
-            s.skipped_transactions,
-            s.inserted,
-            s.updated,
-            s.deleted,
-            s.truncates,
-            if s.update_missing + s.delete_missing > 0 {
-                format!(
-                    "; {} updates and {} deletes found no row (the destination differed)",
-                    s.update_missing, s.delete_missing
-                )
-            } else {
-                String::new()
-            }
+        super::say(
+            cli,
+            &format!(
+                "pgsub sync: applied {} transactions in {} destination transactions ({} skipped as already applied): {} rows inserted, {} updated, {} deleted, {} truncates{}",
+                s.transactions,
+                s.groups,
+                s.skipped_transactions,
+                s.inserted,
+                s.updated,
+                s.deleted,
+                s.truncates,
+                if s.update_missing + s.delete_missing > 0 {
+                    format!(
+                        "; {} updates and {} deletes found no row (the destination differed)",
+                        s.update_missing, s.delete_missing
+                    )
+                } else {
+                    String::new()
+                }
+            ),
         );
     }
-    summary::print("sync", cli.format, cli.quiet > 0, Some(end), session)
+    summary::print("sync", cli, Some(end), session)
 }

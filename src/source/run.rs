@@ -68,7 +68,14 @@ pub trait Sink {
     /// Makes everything handed over durable, waiting as long as that takes, and returns
     /// the position that is durable.
     fn make_durable(&mut self, processed: Lsn) -> impl std::future::Future<Output = Result<Lsn>>;
+
+    /// Publishes the sink's own counters to the metrics registry (called about once a
+    /// second when metrics are on).
+    fn publish_metrics(&self) {}
 }
+
+/// How often metrics are published from the stream loop.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -124,6 +131,7 @@ pub async fn run<S: Sink>(
     let ping_after = Duration::from_millis(250);
     let mut last_ping = Instant::now();
     let mut stats = Stats::new(session);
+    let mut metrics_at = Instant::now();
     let end = loop {
         let prospective = prospective_ack(session, processed);
         if opts.target.is_some_and(|t| prospective >= t) {
@@ -138,6 +146,9 @@ pub async fn run<S: Sink>(
         }
         if let Some(every) = opts.stats_interval {
             wake = wake.min(stats.at + every);
+        }
+        if crate::metrics::registry().is_some() {
+            wake = wake.min(metrics_at + METRICS_EVERY);
         }
         tokio::select! {
             biased;
@@ -169,6 +180,11 @@ pub async fn run<S: Sink>(
             && now >= stats.at + every
         {
             stats.log(session, now);
+        }
+        if crate::metrics::registry().is_some() && now >= metrics_at + METRICS_EVERY {
+            crate::metrics::publish_session(session);
+            sink.publish_metrics();
+            metrics_at = now;
         }
         let ping = opts.target.is_some() && now >= last_data.max(last_ping) + ping_after;
         if ping || policy.due(now, prospective_ack(session, processed)) {
@@ -214,6 +230,8 @@ pub async fn run<S: Sink>(
         .await?;
     }
     conn.finish_copy_both(server_end).await?;
+    crate::metrics::publish_session(session);
+    sink.publish_metrics();
     session.accounting().check()?;
     Ok(end)
 }
