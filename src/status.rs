@@ -83,6 +83,8 @@ pub struct Subscription {
     pub conninfo: Option<String>,
     /// Its progress names another source.
     pub other_source: bool,
+    /// Where a native subscription was read from: `pg_subscription` or `aiven_extras`.
+    pub via: Option<&'static str>,
 }
 
 /// The whole picture.
@@ -254,6 +256,7 @@ fn native(n: NativeSubscription, slots: &[Slot], current: Option<Lsn>) -> Subscr
         applied_lsn: n.remote_lsn,
         conninfo: n.conninfo,
         other_source: false,
+        via: Some(n.via),
         name: n.name,
         slot: n.slot,
         publications: n.publications,
@@ -284,6 +287,7 @@ fn pgsub(
         applied_lsn: Some(p.applied_lsn),
         conninfo: None,
         other_source,
+        via: None,
         name: p.name,
         slot: Some(p.slot),
         publications: p.publications,

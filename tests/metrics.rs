@@ -198,3 +198,15 @@ fn decode_serves_metrics_and_a_busy_port_is_a_clear_error() {
         done.stderr
     );
 }
+
+#[test]
+fn every_declared_metric_is_documented_in_the_readme() {
+    let readme = include_str!("../README.md");
+    for m in pgsub::metrics::ALL {
+        assert!(
+            readme.contains(&format!("`{}", m.name)),
+            "{} is not in README.md",
+            m.name
+        );
+    }
+}

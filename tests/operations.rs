@@ -374,3 +374,63 @@ fn sequences_end_at_least_at_the_source_values_and_never_go_backwards() {
     );
     assert_eq!(sql(d, &db, "SELECT last_value FROM s3_id_seq"), "1000");
 }
+
+#[test]
+fn status_on_a_managed_destination_reads_subscriptions_through_aiven_extras() {
+    // A destination of its own: pg_subscription is closed to ordinary roles there, as on
+    // a managed service, and an aiven_extras stand-in lists the subscriptions.
+    let d = &pgsub::cluster::Cluster::start(pgsub::cluster::ClusterOptions::default()).unwrap();
+    let s = pgsub::cluster::shared();
+    let db = s.create_database("status_aiven").unwrap();
+    let role = format!("{db}_repl");
+    sql(
+        s,
+        &db,
+        &format!(
+            "CREATE ROLE {role} LOGIN REPLICATION PASSWORD '{PASSWORD}';
+             CREATE TABLE a (id int PRIMARY KEY); GRANT SELECT ON a TO {role};
+             CREATE PUBLICATION pub_a FOR TABLE a;"
+        ),
+    );
+    let src = s.conninfo_as(&db, &role, PASSWORD);
+    sql(d, "postgres", "CREATE DATABASE defaultdb");
+    sql(
+        d,
+        "defaultdb",
+        &format!(
+            "REVOKE SELECT ON pg_catalog.pg_subscription FROM public;
+             CREATE ROLE avnadmin LOGIN PASSWORD 'dest-{PASSWORD}';
+             CREATE TABLE a (id int PRIMARY KEY);
+             CREATE SCHEMA aiven_extras;
+             CREATE FUNCTION aiven_extras.pg_list_all_subscriptions()
+               RETURNS TABLE (subdbid oid, subname name, subowner oid, subenabled bool, subconninfo text,
+                              subslotname name, subsynccommit text, subpublications text[])
+               LANGUAGE sql SECURITY DEFINER
+               AS 'SELECT subdbid, subname, subowner, subenabled, subconninfo, subslotname, subsynccommit, subpublications FROM pg_catalog.pg_subscription';
+             GRANT USAGE ON SCHEMA aiven_extras TO avnadmin;
+             CREATE SUBSCRIPTION managed CONNECTION '{src}' PUBLICATION pub_a WITH (slot_name = '{db}_managed');"
+        ),
+    );
+    let dst = d.conninfo_as("defaultdb", "avnadmin", &format!("dest-{PASSWORD}"));
+    let (st, out) = status_json(&src, &dst);
+    let managed = sub(&st, "native", "managed");
+    assert_eq!(managed["via"], "aiven_extras", "{managed}");
+    assert_eq!(managed["slot"], format!("{db}_managed"));
+    assert_eq!(managed["publications"], serde_json::json!(["pub_a"]));
+    let conninfo = managed["conninfo"].as_str().unwrap();
+    assert!(conninfo.contains("password=********"), "{conninfo}");
+    // Without the origin's position, the lag comes from the slot's confirmed position.
+    assert!(managed["applied_lsn"].is_null(), "{managed}");
+    assert!(managed["lag_bytes"].is_u64(), "{managed}");
+    let text = run(&["status", "--source", &src, "--dest", &dst]).expect_code(0);
+    for o in [&out, &text] {
+        assert!(
+            !o.stdout.contains(PASSWORD) && !o.stderr.contains(PASSWORD),
+            "{}{}",
+            o.stdout,
+            o.stderr
+        );
+    }
+    assert!(text.stdout.contains("managed"), "{}", text.stdout);
+    sql(d, "defaultdb", "DROP SUBSCRIPTION managed");
+}
