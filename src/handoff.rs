@@ -27,7 +27,8 @@ use tokio_postgres::Client;
 
 use crate::apply::progress;
 use crate::conninfo::redact;
-use crate::dest::subscriptions::{self, NativeSubscription, text_rows};
+use crate::dest::subscriptions::{self, NativeSubscription};
+use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 
@@ -93,34 +94,28 @@ fn needs_origin(sub: &NativeSubscription) -> Result<u32> {
 }
 
 async fn origin_lsn(client: &Client, oid: u32) -> Result<Option<Lsn>> {
-    let rows = text_rows(
+    Ok(first_value(
         client,
         &format!(
             "SELECT remote_lsn::text FROM pg_catalog.pg_replication_origin_status WHERE external_id = 'pg_{oid}'"
         ),
         "reading the subscription's origin (the role needs SELECT on pg_replication_origin_status)",
     )
-    .await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r[0].as_deref())
-        .and_then(|v| v.parse().ok()))
+    .await?
+    .and_then(|v| v.parse().ok()))
 }
 
 async fn tables_not_ready(client: &Client, oid: u32) -> Result<u64> {
-    let rows = text_rows(
+    Ok(first_value(
         client,
         &format!(
             "SELECT count(*) FROM pg_catalog.pg_subscription_rel WHERE srsubid = {oid} AND srsubstate <> 'r'"
         ),
         "reading pg_subscription_rel",
     )
-    .await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r[0].as_deref())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+    .await?
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0))
 }
 
 /// What `--to-pgsub` hands over.

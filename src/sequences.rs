@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use crate::apply::sql::qualified;
 use crate::conn::Connection;
 use crate::dest::SqlError;
-use crate::dest::subscriptions::text_rows;
+use crate::dest::{first_value, text_rows};
 use crate::error::Result;
 
 /// What happened, or would happen, to one sequence.
@@ -131,7 +131,7 @@ pub async fn carry(
     let mut done = Vec::new();
     for (mut seq, increment) in found {
         let name = qualified(&seq.schema, &seq.name);
-        let exists = text_rows(
+        let exists = first_value(
             client,
             &format!(
                 "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
@@ -140,7 +140,7 @@ pub async fn carry(
             "looking for the sequence on the destination",
         )
         .await?;
-        if exists.first().and_then(|r| r[0].as_deref()) != Some("t") {
+        if exists.as_deref() != Some("t") {
             seq.action = Action::MissingOnDestination;
             done.push(seq);
             continue;

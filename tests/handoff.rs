@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgsub::cluster::Cluster;
 use support::*;
@@ -98,23 +98,11 @@ fn verify_equal(s: &Cluster, d: &Cluster, db: &str) {
 
 fn wait_native_caught_up(s: &Cluster, d: &Cluster, db: &str) {
     let target = current_wal(s, db);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let at = sql(
-            d,
-            db,
-            "SELECT coalesce(max(latest_end_lsn)::text, '0/0') FROM pg_stat_subscription WHERE subname = 'native'",
-        );
-        if at.parse::<pgsub::Lsn>().unwrap() >= target {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the native subscription did not catch up (at {at}, source at {target})\n{}",
-            d.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "the native subscription did not catch up",
+        Duration::from_secs(60),
+        || native_caught_up(d, db, target),
+    );
 }
 
 #[test]
@@ -136,17 +124,12 @@ fn handoff_both_ways_under_a_running_workload_loses_and_repeats_nothing() {
             s.conninfo(&db)
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sql(
-        d,
-        &db,
-        "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'",
-    ) != "0"
-        || sql(d, &db, "SELECT count(*) FROM t") != "20"
-    {
-        assert!(Instant::now() < deadline, "the initial sync did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let target = current_wal(s, &db);
+    eventually(
+        "the initial sync did not finish",
+        Duration::from_secs(60),
+        || native_caught_up(d, &db, target),
+    );
     let next = Arc::new(AtomicU32::new(100));
     let work = Workload::start(&db, next.clone());
     std::thread::sleep(Duration::from_millis(800));
@@ -202,34 +185,13 @@ fn handoff_both_ways_under_a_running_workload_loses_and_repeats_nothing() {
         origin
     );
     let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
-    let sync_args = |extra: &[&str]| {
-        let mut a: Vec<String> = [
-            "sync",
-            "--source",
-            &src,
-            "--dest",
-            &dst,
-            "--publication",
-            "pub",
-            "--slot",
-            &slot,
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        a.extend(extra.iter().map(|x| x.to_string()));
-        a
-    };
-    let mut syncing = start(pgsub().args(sync_args(&[])));
+    let sync = |extra: &[&str]| sync_args(&src, &dst, "pub", &slot, extra);
+    let mut syncing = start(pgsub().args(sync(&[])));
     std::thread::sleep(Duration::from_secs(2));
     work.stop();
     terminate(&syncing);
     assert!(syncing.wait().unwrap().success());
-    run(&sync_args(&["--until", "caught-up"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>())
-    .expect_code(0);
+    run_args(&sync(&["--until", "caught-up"])).expect_code(0);
     verify_equal(s, d, &db);
 
     // pgsub → native, while the source writes again; pgsub dies (as by kill -9) right
@@ -240,23 +202,15 @@ fn handoff_both_ways_under_a_running_workload_loses_and_repeats_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let crashed = run_with(
         pgsub()
-            .args(sync_args(&[]))
+            .args(sync(&[]))
             .env("PGSUB_FAILPOINT", "apply.after-dest-commit"),
     );
     assert_ne!(crashed.code, 0, "{}", crashed.stderr);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sql(
-        s,
-        &db,
-        &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
-    ) != "f"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the walsender of the dead pgsub did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "the walsender of the dead pgsub did not exit",
+        Duration::from_secs(20),
+        || !slot_active(s, &db, &slot),
+    );
     let applied: pgsub::Lsn = sql(d, &db, "SELECT applied_lsn FROM pgsub.progress")
         .parse()
         .unwrap();

@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -35,20 +35,12 @@ fn value(body: &str, series: &str) -> Option<f64> {
 }
 
 fn wait_for(port: u16, what: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(body) = scrape(port)
-            && what(&body)
-        {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never showed it: {:?}",
-            scrape(port)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut last = String::new();
+    eventually("metrics never showed it", Duration::from_secs(60), || {
+        last = scrape(port).unwrap_or_default();
+        what(&last)
+    });
+    last
 }
 
 #[test]
@@ -59,22 +51,19 @@ fn sync_serves_every_documented_metric_and_they_follow_the_work() {
     let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = start(pgsub().args([
-        "sync",
-        "--source",
+    let mut child = start(pgsub().args(sync_args(
         &src,
-        "--dest",
         &dst,
-        "--publication",
         "pub_all_tables",
-        "--slot",
         &db,
-        "--create-slot",
-        "--schema",
-        "create",
-        "--metrics-addr",
-        &addr,
-    ]));
+        &[
+            "--create-slot",
+            "--schema",
+            "create",
+            "--metrics-addr",
+            &addr,
+        ],
+    )));
     let body = wait_for(port, |b| b.contains("pgsub_copy_tables_remaining 0"));
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -70,20 +70,12 @@ fn status_shows_a_native_subscription_and_a_pgsub_sync_with_their_lag_and_no_pas
     ])
     .expect_code(0);
     // Wait for the native subscription to have copied and caught up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sql(d, &db, "SELECT count(*) FROM a") != "1"
-        || sql(
-            d,
-            &db,
-            "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'",
-        ) != "0"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the native subscription did not copy"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let target = current_wal(s, &db);
+    eventually(
+        "the native subscription did not copy",
+        Duration::from_secs(60),
+        || native_caught_up(d, &db, target),
+    );
 
     // The native subscription stops; 2 MB are written to its table only.
     sql(d, &db, "ALTER SUBSCRIPTION native_a DISABLE");
@@ -158,24 +150,21 @@ fn status_shows_a_native_subscription_and_a_pgsub_sync_with_their_lag_and_no_pas
 
     // Running again: the worker shows, and the lag goes.
     sql(d, &db, "ALTER SUBSCRIPTION native_a ENABLE");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (st, _) = status_json(&src, &dst);
-        let native = sub(&st, "native", "native_a").clone();
-        if native["running"] == true && native["lag_bytes"].as_u64().unwrap() < 100_000 {
-            let senders = st["senders"].as_array().unwrap();
-            assert!(
-                senders.iter().any(|x| x["slot"] == format!("{db}_native")),
-                "{st}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the native subscription did not catch up: {native}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    eventually(
+        "the native subscription did not catch up",
+        Duration::from_secs(60),
+        || {
+            let (st, _) = status_json(&src, &dst);
+            let native = sub(&st, "native", "native_a");
+            native["running"] == true
+                && native["lag_bytes"].as_u64().unwrap() < 100_000
+                && st["senders"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["slot"] == format!("{db}_native"))
+        },
+    );
     let text = run(&["status", "--source", &src, "--dest", &dst]).expect_code(0);
     assert!(
         text.stdout.contains("native_a") && text.stdout.contains(&db),
@@ -198,41 +187,17 @@ fn drop_refuses_an_active_slot_unless_forced_and_removes_slot_and_progress() {
     sql(s, &db, MANAGED_ROWS);
     let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
     let sync = |extra: &[&str]| {
-        let mut args = vec![
-            "sync",
-            "--source",
-            &src,
-            "--dest",
-            &dst,
-            "--publication",
-            "pub_all_tables",
-            "--slot",
-            &db,
-            "--schema",
-            "create",
-        ];
-        args.extend_from_slice(extra);
-        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+        let mut all = vec!["--schema", "create"];
+        all.extend_from_slice(extra);
+        sync_args(&src, &dst, "pub_all_tables", &db, &all)
     };
-    run(&sync(&["--create-slot", "--until", "caught-up"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>())
-    .expect_code(0);
+    run_args(&sync(&["--create-slot", "--until", "caught-up"])).expect_code(0);
     let mut running = start(pgsub().args(sync(&[])));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sql(
-        s,
-        &db,
-        &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{db}'"),
-    ) != "t"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the sync did not start streaming"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "the sync did not start streaming",
+        Duration::from_secs(30),
+        || slot_active(s, &db, &db),
+    );
     let out = run(&["drop", "--source", &src, "--dest", &dst, "--slot", &db]).expect_code(2);
     assert!(
         out.stderr.contains("is in use by the process with PID"),

@@ -261,27 +261,11 @@ fn verify_agrees_with_a_native_subscription_after_it_caught_up() {
         "UPDATE orders SET note = 'after' WHERE id < 10; DELETE FROM tags WHERE n = 1",
     );
     let target = current_wal(s, &db);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let synced = sql(
-            d,
-            &db,
-            "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'",
-        );
-        let applied = sql(
-            d,
-            &db,
-            "SELECT coalesce(max(latest_end_lsn)::text, '0/0') FROM pg_stat_subscription",
-        );
-        if synced == "0" && applied.parse::<pgsub::Lsn>().unwrap() >= target {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the native subscription did not catch up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "the native subscription did not catch up",
+        Duration::from_secs(60),
+        || native_caught_up(d, &db, target),
+    );
     let out = verify(s, d, &db, &["--publication", "pub", "--settle", "5"]).expect_code(0);
     let summary = &out.kind("summary")[0];
     let native = summary["positions"]

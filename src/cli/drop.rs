@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::args::{Cli, DropArgs, Format};
 use crate::dest::SqlError;
-use crate::dest::subscriptions::text_rows;
+use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
 use crate::source::{self, slots};
 
@@ -74,13 +74,13 @@ pub(crate) async fn run(cli: &Cli, args: &DropArgs) -> Result<()> {
 
     if let Some(dst) = dst {
         let client = crate::dest::connect_client(&dst, "destination").await?;
-        let exists = text_rows(
+        let exists = first_value(
             &client,
             "SELECT pg_catalog.to_regclass('pgsub.progress') IS NOT NULL",
             "looking for pgsub.progress",
         )
         .await?;
-        if exists.first().and_then(|r| r[0].as_deref()) == Some("t") {
+        if exists.as_deref() == Some("t") {
             let n = escape_literal(&name);
             let progress = text_rows(
                 &client,

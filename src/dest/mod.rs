@@ -14,7 +14,7 @@
 pub mod subscriptions;
 pub mod tls;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::conninfo::{Conninfo, SslMode};
 use crate::error::{Error, Result};
@@ -95,6 +95,32 @@ impl SqlError {
             None => self.source.is_closed() || self.source.as_db_error().is_none(),
         }
     }
+}
+
+/// Runs `sql` and returns its rows as text.
+pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| SqlError::new(what.to_owned(), e))?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// The first column of the first row of `sql`, as text (`None`: no row, or NULL).
+pub async fn first_value(client: &Client, sql: &str, what: &str) -> Result<Option<String>> {
+    Ok(text_rows(client, sql, what)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
 }
 
 /// Connects a `tokio-postgres` client (TLS per `sslmode`) and drives its connection in

@@ -17,9 +17,9 @@
 //! No connection string leaves this module unredacted.
 
 use serde::Serialize;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use super::SqlError;
+use super::text_rows;
 use crate::conninfo::redact;
 use crate::error::Result;
 use crate::lsn::Lsn;
@@ -68,23 +68,6 @@ pub struct ProgressRow {
     pub commit_ts: Option<String>,
     /// When the row was last written.
     pub updated_at: String,
-}
-
-/// Runs `sql` and returns its rows as text.
-pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>> {
-    let msgs = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| SqlError::new(what.to_owned(), e))?;
-    Ok(msgs
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-            }
-            _ => None,
-        })
-        .collect())
 }
 
 /// A single boolean answer (`t`).

@@ -30,8 +30,9 @@ use tokio::task::JoinSet;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::conninfo::Conninfo;
-use crate::dest::subscriptions::{self, text_rows};
+use crate::dest::subscriptions;
 use crate::dest::{self, SqlError};
+use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::source::tables::PublishedTable;
@@ -71,16 +72,8 @@ async fn session(info: &Conninfo, what: &str) -> Result<Client> {
     Ok(client)
 }
 
-async fn one_value(client: &Client, sql: &str, what: &str) -> Result<Option<String>> {
-    Ok(text_rows(client, sql, what)
-        .await?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten()))
-}
-
 async fn version(client: &Client, what: &str) -> Result<u32> {
-    Ok(one_value(client, "SHOW server_version_num", what)
+    Ok(first_value(client, "SHOW server_version_num", what)
         .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
@@ -91,7 +84,7 @@ async fn export(client: Client, what: &str) -> Result<Snapshot> {
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(|e| SqlError::new(format!("starting the {what} snapshot"), e))?;
-    let id = one_value(&client, "SELECT pg_catalog.pg_export_snapshot()", what)
+    let id = first_value(&client, "SELECT pg_catalog.pg_export_snapshot()", what)
         .await?
         .unwrap_or_default();
     Ok(Snapshot {
@@ -138,7 +131,7 @@ pub async fn verify(
         });
     }
     let src_snap = export(src_client, "source").await?;
-    let source_lsn = one_value(
+    let source_lsn = first_value(
         &src_snap._holder,
         "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
          ELSE pg_catalog.pg_current_wal_lsn() END::text",

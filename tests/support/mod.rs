@@ -236,3 +236,70 @@ INSERT INTO test_table_3 VALUES (5), (6);
 pub fn source(c: &Cluster, db: &str) -> String {
     c.conninfo(db)
 }
+
+/// Polls `ok` every 100 ms until it holds, panicking with `what` after `limit`.
+pub fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} (waited {limit:?})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a process streams from `slot`.
+pub fn slot_active(c: &Cluster, db: &str, slot: &str) -> bool {
+    sql(
+        c,
+        db,
+        &format!("SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+    ) == "t"
+}
+
+/// Whether every native subscription of `db` finished its initial copy and has reported
+/// a position at or past `target` to the source.
+pub fn native_caught_up(d: &Cluster, db: &str, target: Lsn) -> bool {
+    let syncing = sql(
+        d,
+        db,
+        "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'",
+    );
+    let at: Lsn = sql(
+        d,
+        db,
+        "SELECT coalesce(min(latest_end_lsn)::text, '0/0') FROM pg_stat_subscription WHERE relid IS NULL",
+    )
+    .parse()
+    .expect("an LSN");
+    syncing == "0" && at >= target
+}
+
+/// `sync --source SRC --dest DST --publication P --slot S EXTRA…` as arguments.
+pub fn sync_args(
+    src: &str,
+    dst: &str,
+    publication: &str,
+    slot: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "sync",
+        "--source",
+        src,
+        "--dest",
+        dst,
+        "--publication",
+        publication,
+        "--slot",
+        slot,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
+/// Runs `pgsub` with owned arguments to completion.
+pub fn run_args(args: &[String]) -> Run {
+    run_with(pgsub().args(args))
+}
