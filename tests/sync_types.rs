@@ -229,16 +229,6 @@ fn a_destination_statement_slower_than_wal_sender_timeout_does_not_time_the_sour
     );
 }
 
-/// Peak resident memory of a process, from /proc (kB).
-fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn a_source_transaction_far_larger_than_memory_applies_once_with_bounded_memory() {
     let (s, d, db) = pair("bigtxn");
@@ -256,38 +246,14 @@ fn a_source_transaction_far_larger_than_memory_applies_once_with_bounded_memory(
     );
     let dst = d.conninfo(&db);
     let src = s.conninfo(&db);
-    let mut child = pgsub()
-        .args([
-            "sync",
-            "--source",
-            &src,
-            "--dest",
-            &dst,
-            "--publication",
-            "p",
-            "--slot",
-            &db,
-            "--until",
-            "caught-up",
-            "--schema",
-            "create",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut peak = 0;
-    let status = loop {
-        if let Some(kb) = peak_rss_kb(child.id()) {
-            peak = peak.max(kb);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(status.success(), "sync failed: {status}");
+    let (ok, peak, stderr) = run_measured(pgsub().args(sync_args(
+        &src,
+        &dst,
+        "p",
+        &db,
+        &["--until", "caught-up", "--schema", "create"],
+    )));
+    assert!(ok, "sync failed: {stderr}");
     eprintln!("peak resident memory: {} MB", peak / 1024);
     assert_eq!(
         sql(d, &db, "SELECT count(*), sum(length(pad)) FROM big"),

@@ -31,6 +31,7 @@
 pub mod batch;
 pub mod executor;
 pub mod progress;
+pub mod spool;
 pub mod sql;
 pub mod target;
 
@@ -44,13 +45,20 @@ use tokio_postgres::Statement;
 use crate::dest::{Dest, SqlError};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pgoutput::Decoder;
+use crate::pgoutput::{Begin, Commit, StreamCommit};
 use crate::pgoutput::{Column, OldTuple, PgOutput, ReplicaIdentity, TupleData};
 use crate::source::run::Sink;
-use crate::stream::relations::OidMap;
+use crate::stream::relations::{OidMap, RelationCache};
 use crate::stream::{Event, Session};
 use batch::{KeyTuple, Run, RunKind};
 use executor::{Executor, Kind, Outcome, Params};
+use spool::Spool;
 use target::Target;
+
+/// Bytes before the pgoutput message in an XLogData payload: tag, `wal_start`, `wal_end`,
+/// send time.
+const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
 
 /// Bounds of one destination transaction holding several source transactions.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +115,8 @@ pub struct ApplyStats {
     pub delete_missing: u64,
     /// Truncate statements.
     pub truncates: u64,
+    /// Streamed transactions applied from the spool (counted in `transactions` too).
+    pub streamed_transactions: u64,
 }
 
 #[derive(Debug)]
@@ -150,6 +160,9 @@ pub struct ApplySink {
     stats: ApplyStats,
     warned_missing: std::collections::HashSet<String>,
     add_columns: bool,
+    spool: Spool,
+    /// The streamed transaction whose block is open.
+    stream_xid: Option<u32>,
 }
 
 impl std::fmt::Debug for ApplySink {
@@ -215,7 +228,16 @@ impl ApplySink {
             stats: ApplyStats::default(),
             warned_missing: Default::default(),
             add_columns: false,
+            spool: Spool::new(default_spool_dir()),
+            stream_xid: None,
         }
+    }
+
+    /// Keeps streamed transactions in `dir` (default: a directory of its own under the
+    /// system's temporary directory).
+    pub fn spool_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spool = Spool::new(dir);
+        self
     }
 
     /// Adds columns the source adds mid-stream (`--schema create`).
@@ -235,9 +257,9 @@ impl ApplySink {
     }
 
     /// The target of `relid` (shared: cloning it is a reference count, not a copy).
-    async fn target(&mut self, session: &Session, relid: u32) -> Result<Arc<Target>> {
+    async fn target(&mut self, rels: &RelationCache, relid: u32) -> Result<Arc<Target>> {
         if !self.targets.contains_key(&relid) {
-            let rel = session.relations().get(relid).ok_or_else(|| {
+            let rel = rels.get(relid).ok_or_else(|| {
                 Error::Config(format!(
                     "a change for relation OID {relid} arrived before its description"
                 ))
@@ -245,13 +267,7 @@ impl ApplySink {
             // The catalog read (and a column added under --schema create) must come
             // after everything queued before it.
             self.settle().await?;
-            let t = target::resolve(
-                &self.dest.client,
-                rel,
-                session.relations(),
-                self.add_columns,
-            )
-            .await?;
+            let t = target::resolve(&self.dest.client, rel, rels, self.add_columns).await?;
             self.targets.insert(relid, Arc::new(t));
         }
         Ok(self.targets[&relid].clone())
@@ -415,8 +431,8 @@ impl ApplySink {
         }
     }
 
-    async fn insert(&mut self, session: &Session, relid: u32, new: &TupleData) -> Result<()> {
-        let target = self.target(session, relid).await?;
+    async fn insert(&mut self, rels: &RelationCache, relid: u32, new: &TupleData) -> Result<()> {
+        let target = self.target(rels, relid).await?;
         let mut values = Vec::with_capacity(new.len());
         for c in new.columns() {
             values.push(match c {
@@ -436,12 +452,12 @@ impl ApplySink {
 
     async fn update(
         &mut self,
-        session: &Session,
+        rels: &RelationCache,
         relid: u32,
         old: Option<&OldTuple>,
         new: &TupleData,
     ) -> Result<()> {
-        let target = self.target(session, relid).await?;
+        let target = self.target(rels, relid).await?;
         let what = target.name.as_str();
         let new_cols: Vec<Column> = new.columns().collect();
         if let Some(OldTuple::Old(old)) = old {
@@ -514,8 +530,8 @@ impl ApplySink {
         Ok(())
     }
 
-    async fn delete(&mut self, session: &Session, relid: u32, old: &OldTuple) -> Result<()> {
-        let target = self.target(session, relid).await?;
+    async fn delete(&mut self, rels: &RelationCache, relid: u32, old: &OldTuple) -> Result<()> {
+        let target = self.target(rels, relid).await?;
         let what = target.name.as_str();
         let cols: Vec<Column> = old.tuple().columns().collect();
         if let OldTuple::Old(_) = old {
@@ -551,13 +567,18 @@ impl ApplySink {
         Ok(())
     }
 
-    async fn truncate(&mut self, session: &Session, relids: &[u32], restart: bool) -> Result<()> {
+    async fn truncate(
+        &mut self,
+        rels: &RelationCache,
+        relids: &[u32],
+        restart: bool,
+    ) -> Result<()> {
         let mut tables = Vec::new();
         for &relid in relids {
             if self.skipping(relid) {
                 continue;
             }
-            tables.push(self.target(session, relid).await?.table.clone());
+            tables.push(self.target(rels, relid).await?.table.clone());
         }
         if tables.is_empty() {
             return Ok(());
@@ -646,7 +667,7 @@ impl ApplySink {
         })
     }
 
-    async fn on_message(&mut self, session: &Session, msg: &PgOutput) -> Result<()> {
+    async fn on_message(&mut self, rels: &RelationCache, msg: &PgOutput) -> Result<()> {
         match msg {
             PgOutput::Begin(b) => {
                 let skip = b.final_lsn < self.skip_before;
@@ -689,33 +710,86 @@ impl ApplySink {
                 });
             }
             PgOutput::Insert(m) if !self.skipping(m.relid) => {
-                self.insert(session, m.relid, &m.new).await?;
+                self.insert(rels, m.relid, &m.new).await?;
             }
             PgOutput::Update(m) if !self.skipping(m.relid) => {
-                self.update(session, m.relid, m.old.as_ref(), &m.new)
-                    .await?;
+                self.update(rels, m.relid, m.old.as_ref(), &m.new).await?;
             }
             PgOutput::Delete(m) if !self.skipping(m.relid) => {
-                self.delete(session, m.relid, &m.old).await?;
+                self.delete(rels, m.relid, &m.old).await?;
             }
             PgOutput::Truncate(t) => {
-                self.truncate(session, &t.relids, t.restart_identity())
-                    .await?;
+                self.truncate(rels, &t.relids, t.restart_identity()).await?;
             }
             PgOutput::Message(m) if m.transactional() => {
                 tracing::info!(prefix = %m.prefix, bytes = m.content.len(), "logical decoding message in the stream");
             }
-            PgOutput::StreamStart(_)
-            | PgOutput::BeginPrepare(_)
+            PgOutput::BeginPrepare(_)
             | PgOutput::StreamPrepare(_)
             | PgOutput::CommitPrepared(_) => {
                 return Err(Error::Config(format!(
-                    "sync received a {} message, which it does not apply yet; run it without --streaming and --two-phase",
+                    "sync received a {} message, which it does not apply yet; run it without --two-phase",
                     msg.kind()
                 )));
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Applies a streamed transaction at its Stream Commit, in commit order, as one source
+    /// transaction: its spooled messages are read back and decoded one at a time, with
+    /// the descriptions they carry (a streamed transaction repeats the Relation message
+    /// of every table it changes before its first change).
+    async fn apply_streamed(&mut self, c: &StreamCommit) -> Result<()> {
+        let Some(mut reader) = self.spool.take(c.xid)? else {
+            return Err(Error::Config(format!(
+                "Stream Commit of transaction {} whose blocks pgsub did not receive; restart pgsub (the source sends it again)",
+                c.xid
+            )));
+        };
+        let mut rels = RelationCache::default();
+        self.on_message(
+            &rels,
+            &PgOutput::Begin(Begin {
+                final_lsn: c.commit_lsn,
+                commit_ts: c.commit_ts,
+                xid: c.xid,
+            }),
+        )
+        .await?;
+        let skip = self.txn.as_ref().is_some_and(|t| t.skip);
+        let mut decoder = Decoder::within_stream_block();
+        while let Some(bytes) = reader.next_message()? {
+            let msg = decoder.decode(bytes).map_err(|e| {
+                Error::Config(format!(
+                    "a spooled message of streamed transaction {} does not decode: {e}",
+                    c.xid
+                ))
+            })?;
+            rels.on_message(&msg)?;
+            if !skip {
+                self.on_message(&rels, &msg).await?;
+            }
+        }
+        if !skip {
+            self.stats.streamed_transactions += 1;
+        }
+        self.on_message(
+            &rels,
+            &PgOutput::Commit(Commit {
+                flags: 0,
+                commit_lsn: c.commit_lsn,
+                end_lsn: c.end_lsn,
+                commit_ts: c.commit_ts,
+            }),
+        )
+        .await?;
+        // Targets resolved from the spooled descriptions may be older than the live
+        // stream's: resolve them again next time.
+        self.flush_run().await?;
+        self.targets.clear();
+        self.stmts.clear();
         Ok(())
     }
 
@@ -735,11 +809,30 @@ impl ApplySink {
 }
 
 impl Sink for ApplySink {
-    async fn on_event(&mut self, session: &Session, event: &Event, _payload: &Bytes) -> Result<()> {
-        match event {
-            Event::Message { msg, .. } => self.on_message(session, msg).await,
-            Event::Keepalive(_) => Ok(()),
+    async fn on_event(&mut self, session: &Session, event: &Event, payload: &Bytes) -> Result<()> {
+        let Event::Message { msg, .. } = event else {
+            return Ok(());
+        };
+        match msg {
+            PgOutput::StreamStart(s) => {
+                self.spool.start(s.xid, s.first_segment != 0)?;
+                self.stream_xid = Some(s.xid);
+            }
+            PgOutput::StreamStop => {
+                self.spool.stop()?;
+                self.stream_xid = None;
+            }
+            PgOutput::StreamAbort(a) => self.spool.abort(a.xid, a.subxid)?,
+            PgOutput::StreamCommit(c) => self.apply_streamed(c).await?,
+            _ if self.stream_xid.is_some() => {
+                // The pgoutput message follows the XLogData header.
+                let message = payload.get(XLOG_DATA_HEADER..).unwrap_or_default();
+                let subxid = msg.xid().or(self.stream_xid).unwrap_or_default();
+                self.spool.append(subxid, message)?;
+            }
+            _ => self.on_message(session.relations(), msg).await?,
         }
+        Ok(())
     }
 
     async fn durable(&mut self, _processed: Lsn) -> Result<Lsn> {
@@ -784,6 +877,11 @@ impl Sink for ApplySink {
             r.set(&APPLIED_ROWS_TOTAL, &[("op", op)], n as f64);
         }
     }
+}
+
+/// A spool directory of this process under the system's temporary directory.
+fn default_spool_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("pgsub-spool-{}", std::process::id()))
 }
 
 /// REPLICA IDENTITY of a relation, for preflight messages.

@@ -280,6 +280,12 @@ pub struct SyncArgs {
     /// Serve Prometheus metrics on HOST:PORT (GET /metrics).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Large in-progress transactions: off (sent whole at commit), on (sent in blocks while in progress, PostgreSQL 14+, kept in a spool file until they commit), parallel (16+, the same for pgsub).
+    #[arg(long, value_enum, default_value_t = Streaming::Off)]
+    pub streaming: Streaming,
+    /// Directory for the spool files of streamed transactions (default: under the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl SyncArgs {

@@ -28,7 +28,7 @@ use crate::copy::{self, CopyPlan};
 use crate::dest;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
-use crate::pgoutput::options::{RequestedOptions, StreamOptions, Streaming};
+use crate::pgoutput::options::{RequestedOptions, StreamOptions};
 use crate::schema::{self, SchemaMode};
 use crate::source::run::{self, RunEnd, RunOptions, Until};
 use crate::source::tables::{self, PublishedTable};
@@ -124,7 +124,7 @@ fn requested(args: &SyncArgs) -> RequestedOptions {
         publication_names: args.publications.clone(),
         binary: None,
         messages: None,
-        streaming: Some(Streaming::Off),
+        streaming: Some(args.streaming),
         two_phase: None,
         origin: None,
         proto_version: None,
@@ -323,6 +323,10 @@ async fn sync_once(
         GroupLimits::default(),
     )
     .add_columns(args.schema == SchemaMode::Create);
+    if let Some(dir) = &args.spool_dir {
+        // One directory per run: the spool is removed with it.
+        sink = sink.spool_dir(dir.join(format!("pgsub-spool-{}", std::process::id())));
+    }
     let end = run::run(
         &mut conn,
         &mut session,

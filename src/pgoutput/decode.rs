@@ -28,6 +28,12 @@ impl Decoder {
         Decoder::default()
     }
 
+    /// A decoder inside a stream block: messages carry their transaction's xid (for
+    /// reading back the messages of a streamed transaction).
+    pub fn within_stream_block() -> Self {
+        Decoder { in_stream: true }
+    }
+
     /// True between Stream Start and Stream Stop.
     pub fn in_stream_block(&self) -> bool {
         self.in_stream

@@ -197,6 +197,20 @@ impl PgOutput {
             _ => None,
         }
     }
+
+    /// The (sub)transaction id a message carries inside a stream block.
+    pub fn xid(&self) -> Option<u32> {
+        match self {
+            PgOutput::Relation(m) => m.xid,
+            PgOutput::Type(m) => m.xid,
+            PgOutput::Insert(m) => m.xid,
+            PgOutput::Update(m) => m.xid,
+            PgOutput::Delete(m) => m.xid,
+            PgOutput::Truncate(m) => m.xid,
+            PgOutput::Message(m) => m.xid,
+            _ => None,
+        }
+    }
 }
 
 /// `B`: a transaction starts.

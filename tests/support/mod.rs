@@ -303,3 +303,41 @@ pub fn sync_args(
 pub fn run_args(args: &[String]) -> Run {
     run_with(pgsub().args(args))
 }
+
+/// Peak resident memory of a process, from /proc (kB).
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `cmd` to its end, sampling its peak resident memory; returns whether it
+/// succeeded, the peak in kB and its stderr.
+pub fn run_measured(cmd: &mut Command) -> (bool, u64, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgsub");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kb) = peak_rss_kb(child.id()) {
+            peak = peak.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("wait for pgsub") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.success(), peak, reader.join().unwrap_or_default())
+}
