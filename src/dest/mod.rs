@@ -7,6 +7,8 @@
 //!   source's text values come in, so values read back compare equal;
 //! - `synchronous_commit=off`, as the apply worker runs: pgsub then acknowledges a source
 //!   transaction only once the destination's WAL is flushed past its commit;
+//! - `plan_cache_mode=force_generic_plan` (12+): the prepared apply statements look rows up
+//!   by key, one index probe per row, however long the run;
 //! - `session_replication_role=replica` when the role may set it (superuser, a granted
 //!   `SET` privilege, or `aiven_extras.session_replication_role`), so triggers and
 //!   foreign keys behave as under a native subscription; otherwise a warning.
@@ -190,6 +192,15 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
         .get::<_, String>(0)
         .parse()
         .unwrap_or(0);
+    if version_num >= 120000 {
+        // Apply statements find rows by key. A custom plan for a long run of keys guesses
+        // a hash join over a sequential scan of the whole table (the array's length looks
+        // like many rows); the generic plan is the index lookup per key that is wanted.
+        client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await
+            .map_err(|e| SqlError::new(ctx("plan_cache_mode"), e))?;
+    }
     let replica_role = set_replica_role(&client).await?;
     Ok(Dest {
         client: std::sync::Arc::new(client),
