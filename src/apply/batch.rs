@@ -8,16 +8,46 @@
 //! Order is therefore exactly the source's order within a transaction.
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::sql::copy_text_value;
+use crate::stream::relations::OidHasher;
 
 /// Most rows in one run.
 pub const MAX_RUN_ROWS: usize = 10_000;
 /// Most bytes of values in one run.
 pub const MAX_RUN_BYTES: usize = 8 << 20;
 
-/// A key value tuple, as text.
-pub type KeyTuple = Vec<Option<String>>;
+/// A key: the text of its values (`None` for NULL).
+pub type Key<'a> = [Option<&'a [u8]>];
+
+/// A 64-bit fingerprint of a key. Two different keys with the same fingerprint only end a
+/// run early (one more statement), never change what is applied.
+pub fn fingerprint(key: &Key<'_>) -> u64 {
+    // FNV-1a over the values, each preceded by a marker of NULL or its length.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for v in key {
+        match v {
+            None => eat(0xff),
+            Some(v) => {
+                for b in (v.len() as u32).to_le_bytes() {
+                    eat(b);
+                }
+                for &b in *v {
+                    eat(b);
+                }
+            }
+        }
+    }
+    h
+}
 
 /// What a run holds.
 #[derive(Debug, PartialEq, Eq, Clone)]
@@ -30,6 +60,65 @@ pub enum RunKind {
     Delete,
 }
 
+/// One `text[]` parameter of a run, kept in PostgreSQL's binary array format as values
+/// arrive: one buffer per column, no allocation per value.
+#[derive(Debug, Default)]
+pub struct TextArray {
+    elements: BytesMut,
+    len: i32,
+    has_null: bool,
+}
+
+impl TextArray {
+    /// Appends a value (`None`: NULL).
+    pub fn push(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => {
+                self.elements.put_i32(-1);
+                self.has_null = true;
+            }
+            Some(v) => {
+                self.elements.put_i32(v.len() as i32);
+                self.elements.put_slice(v);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// No values.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl ToSql for TextArray {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // ndim, has-null flag, element type, then the one dimension: length, lower bound.
+        out.put_i32(1);
+        out.put_i32(i32::from(self.has_null));
+        out.put_u32(Type::TEXT.oid());
+        out.put_i32(self.len);
+        out.put_i32(1);
+        out.put_slice(&self.elements);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TEXT_ARRAY
+    }
+
+    to_sql_checked!();
+}
+
 /// The pending run.
 #[derive(Debug)]
 pub struct Run {
@@ -40,12 +129,12 @@ pub struct Run {
     /// COPY text rows (inserts).
     pub copy: Vec<u8>,
     /// One text array per parameter (updates and deletes): key columns first.
-    pub params: Vec<Vec<Option<String>>>,
+    pub params: Vec<TextArray>,
     /// Rows in the run.
     pub rows: usize,
     /// Bytes of values in the run.
     pub bytes: usize,
-    keys: HashSet<KeyTuple>,
+    keys: HashSet<u64, BuildHasherDefault<OidHasher>>,
 }
 
 impl Run {
@@ -55,20 +144,21 @@ impl Run {
             relid,
             kind,
             copy: Vec::new(),
-            params: vec![Vec::new(); nparams],
+            params: (0..nparams).map(|_| TextArray::default()).collect(),
             rows: 0,
             bytes: 0,
-            keys: HashSet::new(),
+            keys: HashSet::default(),
         }
     }
 
-    /// Whether a change of `kind` on `relid` touching `keys` may join this run.
-    pub fn accepts(&self, relid: u32, kind: &RunKind, keys: &[&KeyTuple]) -> bool {
+    /// Whether a change of `kind` on `relid` touching the keys with these fingerprints
+    /// may join this run.
+    pub fn accepts(&self, relid: u32, kind: &RunKind, keys: &[u64]) -> bool {
         self.relid == relid
             && &self.kind == kind
             && self.rows < MAX_RUN_ROWS
             && self.bytes < MAX_RUN_BYTES
-            && keys.iter().all(|k| !self.keys.contains(*k))
+            && keys.iter().all(|k| !self.keys.contains(k))
     }
 
     /// Appends one COPY text row.
@@ -84,10 +174,14 @@ impl Run {
         self.rows += 1;
     }
 
-    /// Appends one row of parameters, remembering the keys it touches.
-    pub fn push_params(&mut self, values: Vec<Option<String>>, keys: Vec<KeyTuple>) {
+    /// Appends one row of parameters, remembering the keys (fingerprints) it touches.
+    pub fn push_params<'a>(
+        &mut self,
+        values: impl Iterator<Item = Option<&'a [u8]>>,
+        keys: &[u64],
+    ) {
         for (p, v) in self.params.iter_mut().zip(values) {
-            self.bytes += v.as_ref().map_or(0, String::len);
+            self.bytes += v.map_or(0, <[u8]>::len);
             p.push(v);
         }
         self.keys.extend(keys);
@@ -99,16 +193,46 @@ impl Run {
 mod tests {
     use super::*;
 
-    fn key(v: &str) -> KeyTuple {
-        vec![Some(v.to_owned())]
+    fn key(v: &str) -> u64 {
+        fingerprint(&[Some(v.as_bytes())])
     }
 
     #[test]
     fn repeated_key_ends_the_run() {
         let mut r = Run::new(1, RunKind::Delete, 1);
-        r.push_params(vec![Some("1".into())], vec![key("1")]);
-        assert!(r.accepts(1, &RunKind::Delete, &[&key("2")]));
-        assert!(!r.accepts(1, &RunKind::Delete, &[&key("1")]));
+        r.push_params([Some(&b"1"[..])].into_iter(), &[key("1")]);
+        assert!(r.accepts(1, &RunKind::Delete, &[key("2")]));
+        assert!(!r.accepts(1, &RunKind::Delete, &[key("1")]));
+    }
+
+    #[test]
+    fn fingerprints_tell_null_empty_and_split_values_apart() {
+        let f = |k: &[Option<&[u8]>]| fingerprint(k);
+        assert_ne!(f(&[None]), f(&[Some(b"")]));
+        assert_ne!(f(&[Some(b"ab"), Some(b"c")]), f(&[Some(b"a"), Some(b"bc")]));
+        assert_eq!(f(&[Some(b"x"), None]), f(&[Some(b"x"), None]));
+    }
+
+    #[test]
+    fn text_array_is_postgres_binary_array_format() {
+        let mut a = TextArray::default();
+        a.push(Some(b"ab"));
+        a.push(None);
+        let mut out = BytesMut::new();
+        a.to_sql(&Type::TEXT_ARRAY, &mut out).unwrap();
+        let want: Vec<u8> = [
+            &1i32.to_be_bytes()[..],
+            &1i32.to_be_bytes(),
+            &25u32.to_be_bytes(),
+            &2i32.to_be_bytes(),
+            &1i32.to_be_bytes(),
+            &2i32.to_be_bytes(),
+            b"ab",
+            &(-1i32).to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(&out[..], &want[..]);
+        assert_eq!(a.len(), 2);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub enum Params {
     /// `text[]` parameters.
-    Arrays(Vec<Vec<Option<String>>>),
+    Arrays(Vec<super::batch::TextArray>),
     /// `text` parameters.
     Row(Vec<Option<String>>),
 }

@@ -47,11 +47,11 @@ use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::pgoutput::Decoder;
 use crate::pgoutput::{Begin, Commit, StreamCommit};
-use crate::pgoutput::{Column, OldTuple, PgOutput, ReplicaIdentity, TupleData};
+use crate::pgoutput::{Column, ColumnRef, OldTuple, PgOutput, ReplicaIdentity, TupleData};
 use crate::source::run::Sink;
 use crate::stream::relations::{OidMap, RelationCache};
 use crate::stream::{Event, Session};
-use batch::{KeyTuple, Run, RunKind};
+use batch::{Run, RunKind, fingerprint};
 use executor::{Executor, Kind, Outcome, Params};
 use spool::Spool;
 use target::Target;
@@ -191,6 +191,19 @@ fn value(c: &Column, table: &str) -> Result<Option<String>> {
         Column::UnchangedToast => Err(Error::Config(format!(
             "a column of {table}: an unchanged TOAST value where a full value was needed"
         ))),
+    }
+}
+
+/// The text of a column value of `table`, borrowed from the received message; `None` for
+/// NULL. Binary and unchanged-TOAST values are refused as [`value`] refuses them.
+fn text<'a>(c: ColumnRef<'a>, table: &str) -> Result<Option<&'a [u8]>> {
+    match c {
+        ColumnRef::Null => Ok(None),
+        ColumnRef::Text(b) => Ok(Some(b)),
+        ColumnRef::Binary(b) => {
+            value(&Column::Binary(Bytes::copy_from_slice(b)), table).map(|_| None)
+        }
+        ColumnRef::UnchangedToast => value(&Column::UnchangedToast, table).map(|_| None),
     }
 }
 
@@ -408,7 +421,7 @@ impl ApplySink {
         relid: u32,
         kind: RunKind,
         nparams: usize,
-        keys: &[&KeyTuple],
+        keys: &[u64],
     ) -> Result<&mut Run> {
         if !self
             .run
@@ -434,18 +447,11 @@ impl ApplySink {
     async fn insert(&mut self, rels: &RelationCache, relid: u32, new: &TupleData) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let mut values = Vec::with_capacity(new.len());
-        for c in new.columns() {
-            values.push(match c {
-                Column::Null => None,
-                Column::Text(b) => Some(b),
-                other => {
-                    value(&other, &target.name)?;
-                    None
-                }
-            });
+        for c in new.iter() {
+            values.push(text(c, &target.name)?);
         }
         let run = self.push(relid, RunKind::Insert, 0, &[]).await?;
-        run.push_copy_row(values.iter().map(|v| v.as_deref()));
+        run.push_copy_row(values.into_iter());
         self.count(new);
         Ok(())
     }
@@ -459,8 +465,8 @@ impl ApplySink {
     ) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let what = target.name.as_str();
-        let new_cols: Vec<Column> = new.columns().collect();
         if let Some(OldTuple::Old(old)) = old {
+            let new_cols: Vec<Column> = new.columns().collect();
             // REPLICA IDENTITY FULL: the old row identifies the row; unchanged TOAST values
             // of the new row are the old row's.
             let old_cols: Vec<Column> = old.columns().collect();
@@ -498,34 +504,44 @@ impl ApplySink {
                 target.name
             )));
         }
+        let new_cols: Vec<ColumnRef<'_>> = new.iter().collect();
         let set: Vec<usize> = (0..new_cols.len())
-            .filter(|&i| !matches!(new_cols[i], Column::UnchangedToast))
+            .filter(|&i| !matches!(new_cols[i], ColumnRef::UnchangedToast))
             .collect();
-        let key_cols: Vec<Column> = match old {
-            Some(OldTuple::Key(k)) => k.columns().collect(),
-            _ => new_cols.clone(),
+        let key_cols: Vec<ColumnRef<'_>>;
+        let key_from: &[ColumnRef<'_>] = match old {
+            Some(OldTuple::Key(k)) => {
+                key_cols = k.iter().collect();
+                &key_cols
+            }
+            _ => &new_cols,
         };
         let mut old_key = Vec::with_capacity(target.key.len());
         for &i in &target.key {
-            old_key.push(value(&key_cols[i], what)?);
+            old_key.push(text(key_from[i], what)?);
         }
         let mut new_key = Vec::with_capacity(target.key.len());
         for (j, &i) in target.key.iter().enumerate() {
-            new_key.push(match &new_cols[i] {
-                Column::UnchangedToast => old_key[j].clone(),
-                c => value(c, what)?,
+            new_key.push(match new_cols[i] {
+                ColumnRef::UnchangedToast => old_key[j],
+                c => text(c, what)?,
             });
         }
-        let mut params = old_key.clone();
+        let mut values = Vec::with_capacity(set.len());
         for &i in &set {
-            params.push(value(&new_cols[i], what)?);
+            values.push(text(new_cols[i], what)?);
         }
-        let nparams = params.len();
-        let keys = vec![old_key, new_key];
+        let nparams = old_key.len() + values.len();
+        let keys = [fingerprint(&old_key), fingerprint(&new_key)];
+        let keys = if keys[0] == keys[1] {
+            &keys[..1]
+        } else {
+            &keys[..]
+        };
         let run = self
-            .push(relid, RunKind::Update(set), nparams, &[&keys[0], &keys[1]])
+            .push(relid, RunKind::Update(set), nparams, keys)
             .await?;
-        run.push_params(params, keys);
+        run.push_params(old_key.iter().chain(&values).copied(), keys);
         self.count(new);
         Ok(())
     }
@@ -533,8 +549,8 @@ impl ApplySink {
     async fn delete(&mut self, rels: &RelationCache, relid: u32, old: &OldTuple) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let what = target.name.as_str();
-        let cols: Vec<Column> = old.tuple().columns().collect();
         if let OldTuple::Old(_) = old {
+            let cols: Vec<Column> = old.tuple().columns().collect();
             let mut params = Vec::with_capacity(cols.len());
             for c in &cols {
                 params.push(value(c, what)?);
@@ -555,14 +571,16 @@ impl ApplySink {
             self.count(old.tuple());
             return Ok(());
         }
+        let cols: Vec<ColumnRef<'_>> = old.tuple().iter().collect();
         let mut key = Vec::with_capacity(target.key.len());
         for &i in &target.key {
-            key.push(value(&cols[i], what)?);
+            key.push(text(cols[i], what)?);
         }
+        let fp = [fingerprint(&key)];
         let run = self
-            .push(relid, RunKind::Delete, target.key.len(), &[&key])
+            .push(relid, RunKind::Delete, target.key.len(), &fp)
             .await?;
-        run.push_params(key.clone(), vec![key]);
+        run.push_params(key.iter().copied(), &fp);
         self.count(old.tuple());
         Ok(())
     }
