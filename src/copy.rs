@@ -30,13 +30,11 @@ use tokio_postgres::Client;
 
 use crate::apply::sql::qualified;
 use crate::conninfo::Conninfo;
+use crate::copy_progress::CopyProgress;
 use crate::dest::{self, SqlError};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::source::tables::PublishedTable;
-
-/// How often a long table copy reports its progress.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bytes of COPY data sent to the destination at a time.
 const COPY_BATCH: usize = 1 << 20;
@@ -59,6 +57,8 @@ pub struct CopyPlan {
     pub truncate_first: bool,
     /// The destination's column types were checked equal to the source's.
     pub types_checked: bool,
+    /// Progress bars (stderr is a terminal) instead of log lines.
+    pub bars: bool,
 }
 
 /// What one table's copy moved.
@@ -139,6 +139,7 @@ pub async fn copy_tables(
             remaining as f64,
         );
     }
+    let progress = CopyProgress::new(plan.bars);
     let mut queue = tables.into_iter();
     let mut running = JoinSet::new();
     let mut done = Vec::new();
@@ -146,8 +147,13 @@ pub async fn copy_tables(
     loop {
         while running.len() < plan.jobs.max(1) {
             let Some(t) = queue.next() else { break };
-            let (s, d, p) = (source.clone(), dest_info.clone(), plan.clone());
-            running.spawn(async move { copy_one(&s, &d, &t, &p).await });
+            let (s, d, p, show) = (
+                source.clone(),
+                dest_info.clone(),
+                plan.clone(),
+                progress.clone(),
+            );
+            running.spawn(async move { copy_one(&s, &d, &t, &p, &show).await });
         }
         let Some(joined) = running.join_next().await else {
             break;
@@ -166,15 +172,6 @@ pub async fn copy_tables(
                 copied.rows as f64,
             );
         }
-        tracing::info!(
-            table = %copied.table,
-            rows = copied.rows,
-            bytes = copied.bytes,
-            seconds = format!("{:.2}", copied.seconds),
-            rows_per_second = (copied.rows as f64 / copied.seconds.max(0.001)) as u64,
-            format = if copied.binary { "binary" } else { "text" },
-            "table copied"
-        );
         done.push(copied);
     }
     let rows: u64 = done.iter().map(|c| c.rows).sum();
@@ -194,6 +191,7 @@ async fn copy_one(
     dest_info: &Conninfo,
     t: &PublishedTable,
     plan: &CopyPlan,
+    show: &CopyProgress,
 ) -> Result<Copied> {
     let started = Instant::now();
     let name = t.qualified_name();
@@ -225,6 +223,17 @@ async fn copy_one(
     .map_err(err(format!(
         "importing the copy snapshot for {name} on the source"
     )))?;
+    // Asked before the COPY starts: the connection carries nothing else until it ends.
+    let estimate = src
+        .query_opt(
+            "SELECT greatest(reltuples, 0)::int8 FROM pg_catalog.pg_class WHERE oid = $1",
+            &[&t.relid],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |r| r.get::<_, i64>(0).max(0) as u64);
+    let mut shown = show.table(&name, estimate);
     dst.batch_execute("BEGIN; SET LOCAL synchronous_commit = on")
         .await
         .map_err(err(format!(
@@ -265,24 +274,14 @@ async fn copy_one(
     // The source sends one CopyData per row; batch them, so the destination socket is
     // written (and flushed) once per megabyte, not once per row.
     let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
-    let mut next_report = Instant::now() + PROGRESS_EVERY;
     while let Some(chunk) = out.next().await {
         let chunk = chunk.map_err(err(format!("reading {name} on the source")))?;
         bytes += chunk.len() as u64;
-        if Instant::now() >= next_report {
-            let secs = started.elapsed().as_secs_f64();
-            tracing::info!(
-                table = %name,
-                bytes,
-                mb_per_second = format!("{:.1}", bytes as f64 / 1e6 / secs),
-                "copying"
-            );
-            next_report += PROGRESS_EVERY;
-        }
         rows_seen += 1;
         batch.extend_from_slice(&chunk);
         if batch.len() >= COPY_BATCH {
             crate::failpoint::hit(crate::failpoint::MID_TABLE_COPY);
+            shown.update(rows_seen, bytes);
             if let Some(r) = crate::metrics::registry() {
                 // The source sends one CopyData per row: a row count while copying.
                 r.set(
@@ -331,6 +330,7 @@ async fn copy_one(
         .await
         .map_err(err(format!("committing the copy of {name}")))?;
     let _ = src.batch_execute("COMMIT").await;
+    shown.finish(rows, bytes, binary);
     Ok(Copied {
         table: name,
         rows,

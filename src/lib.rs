@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod conn;
 pub mod conninfo;
 pub mod copy;
+pub mod copy_progress;
 pub mod dest;
 pub mod error;
 pub mod failpoint;

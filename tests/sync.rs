@@ -252,3 +252,63 @@ fn ordinary_roles_suffice_and_missing_privileges_are_named() {
         "{stored}"
     );
 }
+
+#[test]
+fn initial_copy_shows_bars_on_a_terminal_and_log_lines_otherwise() {
+    let (s, d, db) = pair("sync_bars");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE wide (id int PRIMARY KEY, pad text);
+         INSERT INTO wide SELECT g, repeat('p', 200) FROM generate_series(1, 20000) g;
+         ANALYZE wide;
+         CREATE PUBLICATION pw FOR TABLE wide;",
+    );
+    let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
+    // Under a pseudo-terminal (script(1)): a bar per table, rows against the estimate.
+    let cmd = format!(
+        "{} sync --source '{src}' --dest '{dst}' --publication pw --slot {db} --create-slot --schema create --until caught-up",
+        env!("CARGO_BIN_EXE_pgsub")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .env("TERM", "xterm")
+        .env("PGSUB_LOG", "pgsub=info")
+        .output()
+        .expect("run script(1)");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("public.wide"), "{shown}");
+    assert!(
+        shown.contains("20,000/20,000 rows"),
+        "a finished bar: {shown}"
+    );
+    assert!(
+        !shown.contains("table copied"),
+        "no log line under a bar: {shown}"
+    );
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM wide"), "20000");
+    // Without a terminal: the log line.
+    sql(d, &db, "DROP TABLE wide; DROP SCHEMA pgsub CASCADE");
+    sql(s, &db, &format!("SELECT pg_drop_replication_slot('{db}')"));
+    let out = run(&[
+        "sync",
+        "--source",
+        &src,
+        "--dest",
+        &dst,
+        "--publication",
+        "pw",
+        "--slot",
+        &db,
+        "--create-slot",
+        "--schema",
+        "create",
+        "--until",
+        "caught-up",
+    ])
+    .expect_code(0);
+    assert!(out.stderr.contains("table copied"), "{}", out.stderr);
+    assert!(out.stderr.contains("rows=20000"), "{}", out.stderr);
+}

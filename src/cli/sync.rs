@@ -269,6 +269,12 @@ async fn sync_once(
                 jobs: args.copy_jobs,
                 truncate_first: args.truncate_before_copy,
                 types_checked: args.schema != SchemaMode::Skip,
+                bars: {
+                    use std::io::IsTerminal;
+                    std::io::stderr().is_terminal()
+                        && cli.quiet == 0
+                        && cli.log_format == super::args::Format::Text
+                },
             },
         )
         .await?;
