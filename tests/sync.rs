@@ -312,3 +312,48 @@ fn initial_copy_shows_bars_on_a_terminal_and_log_lines_otherwise() {
     assert!(out.stderr.contains("table copied"), "{}", out.stderr);
     assert!(out.stderr.contains("rows=20000"), "{}", out.stderr);
 }
+
+#[test]
+fn preflight_warns_of_generated_columns_and_the_last_free_wal_sender() {
+    let s = &pgsub::cluster::Cluster::start(pgsub::cluster::ClusterOptions {
+        extra_conf: vec!["max_wal_senders = 1".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let d = dest_cluster();
+    let db = s.create_database("sync_preflight").unwrap();
+    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
+    sql(
+        s,
+        &db,
+        "CREATE TABLE g (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) STORED);
+         INSERT INTO g (id, n) VALUES (1, 21);
+         CREATE PUBLICATION pg FOR TABLE g;",
+    );
+    sql(
+        d,
+        &db,
+        "CREATE TABLE g (id int PRIMARY KEY, n int, twice int GENERATED ALWAYS AS (n * 2) STORED)",
+    );
+    let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
+    let out = run_args(&sync_args(
+        &src,
+        &dst,
+        "pg",
+        &db,
+        &["--create-slot", "--until", "caught-up"],
+    ))
+    .expect_code(0);
+    assert!(
+        out.stderr
+            .contains("generated column(s) twice are not carried by the stream"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("last free WAL sender"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sql(d, &db, "SELECT id, n, twice FROM g"), "1|21|42");
+}

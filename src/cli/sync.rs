@@ -155,6 +155,13 @@ fn lossiness_report(tables: &[PublishedTable], changes_published: bool) {
         if t.partitioned {
             tracing::warn!(table = %name, "partitioned table published through its root (publish_via_partition_root)");
         }
+        if !t.generated_columns.is_empty() {
+            tracing::warn!(
+                table = %name,
+                "generated column(s) {} are not carried by the stream: the destination computes its own from its own generation expression, or leaves them NULL",
+                t.generated_columns.join(", ")
+            );
+        }
     }
 }
 
@@ -420,6 +427,23 @@ async fn check_free_slot(conn: &mut crate::conn::Connection) -> Result<()> {
         .and_then(|r| r.get_idx(0))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let senders = conn
+        .simple_query(
+            "SELECT current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'walsender'), \
+                    current_setting('max_wal_senders')",
+        )
+        .await?;
+    let free_senders: i64 = senders
+        .first()
+        .and_then(|r| r.get_idx(0))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if free_senders <= 0 {
+        tracing::warn!(
+            "this pgsub holds the last free WAL sender of the source (max_wal_senders = {}): after a crash its restart waits until the old WAL sender exits, and an interrupted table copy cannot take the temporary slot it needs; raise max_wal_senders",
+            senders.first().and_then(|r| r.get_idx(1)).unwrap_or("?")
+        );
+    }
     if free <= 0 {
         let max = rows
             .first()

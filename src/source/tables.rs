@@ -27,6 +27,8 @@ pub struct PublishedTable {
     pub key_columns: Vec<String>,
     /// Partitioned table (`relkind = p`).
     pub partitioned: bool,
+    /// Generated columns, which the stream does not carry (before PostgreSQL 18).
+    pub generated_columns: Vec<String>,
 }
 
 /// One published column.
@@ -144,7 +146,7 @@ async fn describe(
              WHERE a.attrelid = {relid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
         ))
         .await?;
-    let columns = cols
+    let all: Vec<PublishedColumn> = cols
         .iter()
         .map(|c| PublishedColumn {
             name: c.get_idx(0).unwrap_or_default().to_owned(),
@@ -154,6 +156,14 @@ async fn describe(
             constant_default: c.get_idx(4).map(str::to_owned),
             generated: c.get_idx(5) == Some("t"),
         })
+        .collect();
+    let generated_columns = all
+        .iter()
+        .filter(|c| c.generated)
+        .map(|c| c.name.clone())
+        .collect();
+    let columns = all
+        .into_iter()
         .filter(|c| !c.generated)
         .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.name)))
         .collect();
@@ -178,6 +188,7 @@ async fn describe(
         replica_identity: t.replica_identity,
         key_columns,
         partitioned: t.partitioned,
+        generated_columns,
     })
 }
 

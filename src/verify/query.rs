@@ -308,6 +308,7 @@ mod tests {
             replica_identity: "d".into(),
             key_columns: keys.iter().map(|k| (*k).to_owned()).collect(),
             partitioned: false,
+            generated_columns: Vec::new(),
         }
     }
 
