@@ -53,6 +53,22 @@ fn verify_equal(s: &Cluster, d: &Cluster, db: &str) {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
 }
 
+/// `sync` of publication `p` with streaming on (or parallel), `--schema create`, until
+/// caught up.
+fn streaming_sync(s: &Cluster, d: &Cluster, db: &str, extra: &[&str]) -> Vec<String> {
+    let src = streaming_source(s, db);
+    let mut all = vec![
+        "--streaming",
+        streaming_mode(s),
+        "--schema",
+        "create",
+        "--until",
+        "caught-up",
+    ];
+    all.extend_from_slice(extra);
+    sync_args(&src, &d.conninfo(db), "p", db, &all)
+}
+
 const SCHEMA: &str = "
 CREATE TABLE big (id int PRIMARY KEY, pad text);
 CREATE TABLE small (id int PRIMARY KEY);
@@ -161,21 +177,7 @@ fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart()
     }
     let (s, d, db) = pair("stream_crash");
     sql(s, &db, SCHEMA);
-    let src = streaming_source(s, &db);
-    let dst = d.conninfo(&db);
-    let mode = streaming_mode(s);
-    let args = |extra: &[&str]| {
-        let mut all = vec![
-            "--streaming",
-            mode,
-            "--schema",
-            "create",
-            "--until",
-            "caught-up",
-        ];
-        all.extend_from_slice(extra);
-        sync_args(&src, &dst, "p", &db, &all)
-    };
+    let args = |extra: &[&str]| streaming_sync(s, d, &db, extra);
     run_args(&args(&["--create-slot"])).expect_code(0);
     sql(
         s,
@@ -215,21 +217,7 @@ fn a_streamed_transaction_far_larger_than_memory_applies_with_bounded_memory() {
         &db,
         "CREATE TABLE big (id int8 PRIMARY KEY, pad text); CREATE PUBLICATION p FOR ALL TABLES;",
     );
-    let src = streaming_source(s, &db);
-    let dst = d.conninfo(&db);
-    let mode = streaming_mode(s);
-    let args = |extra: &[&str]| {
-        let mut all = vec![
-            "--streaming",
-            mode,
-            "--schema",
-            "create",
-            "--until",
-            "caught-up",
-        ];
-        all.extend_from_slice(extra);
-        sync_args(&src, &dst, "p", &db, &all)
-    };
+    let args = |extra: &[&str]| streaming_sync(s, d, &db, extra);
     run_args(&args(&["--create-slot"])).expect_code(0);
     // About 160 MB of row data in one transaction.
     sql(
