@@ -53,8 +53,13 @@ impl<'a> Steps<'a> {
         }
     }
 
-    /// Runs `sql` (shown as `shown`, which hides any secret in it).
-    async fn run(&mut self, sql: &str, shown: &str) -> Result<Vec<Vec<Option<String>>>> {
+    /// Runs `sql`, shown as it is.
+    async fn run(&mut self, sql: &str) -> Result<()> {
+        self.run_shown(sql, sql).await.map(|_| ())
+    }
+
+    /// Runs `sql`, shown as `shown` (which hides any secret in it).
+    async fn run_shown(&mut self, sql: &str, shown: &str) -> Result<Vec<Vec<Option<String>>>> {
         self.said.push(format!("{shown};"));
         if self.dry_run {
             return Ok(Vec::new());
@@ -156,10 +161,7 @@ pub async fn to_pgsub(
     let ident = escape_identifier(sub_name);
     if sub.enabled {
         steps
-            .run(
-                &format!("ALTER SUBSCRIPTION {ident} DISABLE"),
-                &format!("ALTER SUBSCRIPTION {ident} DISABLE"),
-            )
+            .run(&format!("ALTER SUBSCRIPTION {ident} DISABLE"))
             .await?;
     }
     let applied = if steps.dry_run {
@@ -183,7 +185,7 @@ pub async fn to_pgsub(
         Some(lsn)
     };
     let detach = format!("ALTER SUBSCRIPTION {ident} SET (slot_name = NONE)");
-    steps.run(&detach, &detach).await?;
+    steps.run(&detach).await?;
     match applied {
         Some(lsn) => {
             progress::setup(client).await?;
@@ -273,10 +275,10 @@ pub async fn to_native(
             }
             if sub.enabled {
                 let sql = format!("ALTER SUBSCRIPTION {ident} DISABLE");
-                steps.run(&sql, &sql).await?;
+                steps.run(&sql).await?;
             }
             let sql = format!("ALTER SUBSCRIPTION {ident} SET (slot_name = {slot})");
-            steps.run(&sql, &sql).await?;
+            steps.run(&sql).await?;
             Some(oid)
         }
         None => {
@@ -296,7 +298,7 @@ pub async fn to_native(
                 pubs.join(", ")
             );
             steps
-                .run(
+                .run_shown(
                     &format!(
                         "CREATE SUBSCRIPTION {ident} CONNECTION {} {tail}",
                         escape_literal(conninfo)
@@ -323,7 +325,7 @@ pub async fn to_native(
         escape_literal(&origin),
         escape_literal(&from.applied.to_string())
     );
-    if let Err(e) = steps.run(&advance, &advance).await {
+    if let Err(e) = steps.run(&advance).await {
         // Without the right to advance the origin, starting from the slot's confirmed
         // position is still exact when pgsub confirmed everything it applied.
         if from.confirmed.is_some_and(|c| c >= from.applied) {
@@ -342,15 +344,12 @@ pub async fn to_native(
     }
     let name = escape_literal(&from.name);
     steps
-        .run(
-            &format!(
-                "DELETE FROM pgsub.progress WHERE name = {name}; DELETE FROM pgsub.tables WHERE name = {name}"
-            ),
-            &format!("DELETE FROM pgsub.progress WHERE name = {name}; DELETE FROM pgsub.tables WHERE name = {name}"),
-        )
+        .run(&format!(
+            "DELETE FROM pgsub.progress WHERE name = {name}; DELETE FROM pgsub.tables WHERE name = {name}"
+        ))
         .await?;
     let enable = format!("ALTER SUBSCRIPTION {ident} ENABLE");
-    steps.run(&enable, &enable).await?;
+    steps.run(&enable).await?;
     Ok(())
 }
 

@@ -54,20 +54,13 @@ fn status_shows_a_native_subscription_and_a_pgsub_sync_with_their_lag_and_no_pas
         ),
     );
     let dst = d.conninfo(&db);
-    run(&[
-        "sync",
-        "--source",
+    run_args(&sync_args(
         &src,
-        "--dest",
         &dst,
-        "--publication",
         "pub_b",
-        "--slot",
         &db,
-        "--create-slot",
-        "--until",
-        "caught-up",
-    ])
+        &["--create-slot", "--until", "caught-up"],
+    ))
     .expect_code(0);
     // Wait for the native subscription to have copied and caught up.
     let target = current_wal(s, &db);
@@ -89,19 +82,13 @@ fn status_shows_a_native_subscription_and_a_pgsub_sync_with_their_lag_and_no_pas
     let written = after.bytes_since(before);
     assert!(written > 2_000_000, "{written}");
     // pgsub catches up: its slot confirms past WAL its publication does not carry.
-    run(&[
-        "sync",
-        "--source",
+    run_args(&sync_args(
         &src,
-        "--dest",
         &dst,
-        "--publication",
         "pub_b",
-        "--slot",
         &db,
-        "--until",
-        "caught-up",
-    ])
+        &["--until", "caught-up"],
+    ))
     .expect_code(0);
 
     let (st, out) = status_json(&src, &dst);

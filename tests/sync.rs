@@ -292,23 +292,14 @@ fn initial_copy_shows_bars_on_a_terminal_and_log_lines_otherwise() {
     // Without a terminal: the log line.
     sql(d, &db, "DROP TABLE wide; DROP SCHEMA pgsub CASCADE");
     sql(s, &db, &format!("SELECT pg_drop_replication_slot('{db}')"));
-    let out = run(&[
-        "sync",
-        "--source",
-        &src,
-        "--dest",
-        &dst,
-        "--publication",
-        "pw",
-        "--slot",
-        &db,
+    let extra = [
         "--create-slot",
         "--schema",
         "create",
         "--until",
         "caught-up",
-    ])
-    .expect_code(0);
+    ];
+    let out = run_args(&sync_args(&src, &dst, "pw", &db, &extra)).expect_code(0);
     assert!(out.stderr.contains("table copied"), "{}", out.stderr);
     assert!(out.stderr.contains("rows=20000"), "{}", out.stderr);
 }

@@ -27,23 +27,14 @@ CREATE PUBLICATION pub FOR ALL TABLES;
 
 fn sync_to_caught_up(s: &Cluster, d: &Cluster, db: &str) {
     let (src, dst) = (s.conninfo(db), d.conninfo(db));
-    run(&[
-        "sync",
-        "--source",
-        &src,
-        "--dest",
-        &dst,
-        "--publication",
-        "pub",
-        "--slot",
-        db,
+    let extra = [
         "--create-slot",
         "--schema",
         "create",
         "--until",
         "caught-up",
-    ])
-    .expect_code(0);
+    ];
+    run_args(&sync_args(&src, &dst, "pub", db, &extra)).expect_code(0);
 }
 
 fn verify(s: &Cluster, d: &Cluster, db: &str, extra: &[&str]) -> Run {

@@ -110,7 +110,7 @@ pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
             for s in &all {
                 let mut v =
                     serde_json::to_value(s).map_err(|e| Error::io("encoding JSON", e.into()))?;
-                v["warning"] = json!(warning(s));
+                v["warning"] = json!(crate::status::slot_warning(s));
                 print_json(v)?;
             }
             Ok(())
@@ -153,7 +153,7 @@ pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
                 );
             }
             for s in &all {
-                if let Some(w) = warning(s) {
+                if let Some(w) = crate::status::slot_warning(s) {
                     println!("warning: {w}");
                 }
             }
@@ -164,8 +164,4 @@ pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
 
 fn conn_target(info: &crate::conninfo::Conninfo) -> String {
     info.host_display()
-}
-
-fn warning(s: &slots::SlotInfo) -> Option<String> {
-    crate::status::slot_warning(s)
 }

@@ -249,8 +249,14 @@ async fn verify_table(
     report.source_rows = tally.source_rows;
     report.dest_rows = tally.dest_rows;
     report.untracked = tally.untracked;
+    if tally.diffs.is_empty() {
+        return Ok(report);
+    }
+    // One pair of sessions, outside the snapshots, for the re-checks and the samples.
+    let s = session(src, "source").await?;
+    let d = session(dst, "destination").await?;
     let first = tally.diffs.len();
-    let diffs = settle(src, dst, &q, tally.diffs, opts.settle).await?;
+    let diffs = settle(&s, &d, &q, tally.diffs, opts.settle).await?;
     report.settled = (first - diffs.len()) as u64;
     for kind in [DiffKind::Missing, DiffKind::Extra, DiffKind::Different] {
         let of_kind: Vec<&Diff> = diffs.iter().filter(|d| d.kind == kind).collect();
@@ -262,7 +268,7 @@ async fn verify_table(
             .collect();
         report
             .samples
-            .extend(samples(src, dst, &q, kind, &shown).await?);
+            .extend(samples(&s, &d, &q, kind, &shown).await?);
     }
     Ok(report)
 }
@@ -301,8 +307,8 @@ async fn current(
 /// Re-reads the differing keys until they agree or `patience` runs out, and returns what
 /// still differs.
 async fn settle(
-    src: &Conninfo,
-    dst: &Conninfo,
+    s: &Client,
+    d: &Client,
     q: &TableQuery,
     mut diffs: Vec<Diff>,
     patience: Duration,
@@ -310,8 +316,6 @@ async fn settle(
     if diffs.is_empty() || patience.is_zero() {
         return Ok(diffs);
     }
-    let s = session(src, "source").await?;
-    let d = session(dst, "destination").await?;
     let deadline = Instant::now() + patience;
     let mut pause = Duration::from_millis(200);
     while !diffs.is_empty() && Instant::now() < deadline {
@@ -321,8 +325,8 @@ async fn settle(
         keys.sort();
         keys.dedup();
         // The source first: the destination read after it has had the time to catch up.
-        let now_src = current(&s, q, true, &keys).await?;
-        let now_dst = current(&d, q, false, &keys).await?;
+        let now_src = current(s, q, true, &keys).await?;
+        let now_dst = current(d, q, false, &keys).await?;
         diffs = if q.is_multiset() {
             keys.iter()
                 .flat_map(|k| {
@@ -360,8 +364,8 @@ async fn settle(
 /// What the report shows of up to `--show` differing keys: for a changed row, the
 /// columns whose values differ; for a row of a multiset, the row itself.
 async fn samples(
-    src: &Conninfo,
-    dst: &Conninfo,
+    s: &Client,
+    d: &Client,
     q: &TableQuery,
     kind: DiffKind,
     keys: &[Vec<String>],
@@ -382,14 +386,12 @@ async fn samples(
     let need_values = kind == DiffKind::Different || q.is_multiset();
     let (mut sv, mut dv) = (HashMap::new(), HashMap::new());
     if need_values {
-        let s = session(src, "source").await?;
-        let d = session(dst, "destination").await?;
         for k in keys {
             let one = std::slice::from_ref(k);
             if kind != DiffKind::Extra {
                 sv.extend(values(
                     text_rows(
-                        &s,
+                        s,
                         &q.values(true, one),
                         "reading differing rows on the source",
                     )
@@ -399,7 +401,7 @@ async fn samples(
             if kind != DiffKind::Missing {
                 dv.extend(values(
                     text_rows(
-                        &d,
+                        d,
                         &q.values(false, one),
                         "reading differing rows on the destination",
                     )
