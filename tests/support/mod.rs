@@ -4,6 +4,8 @@
 
 pub mod crosscheck;
 
+pub mod oracle;
+
 pub mod fake_walsender;
 
 use std::io::Read;
