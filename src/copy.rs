@@ -26,14 +26,13 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio::task::JoinSet;
-use tokio_postgres::Client;
 
-use crate::apply::sql::qualified;
 use crate::conninfo::Conninfo;
 use crate::copy_progress::CopyProgress;
 use crate::dest::{self, SqlError};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pg::ident::qualified;
 use crate::source::tables::PublishedTable;
 
 /// Bytes of COPY data sent to the destination at a time.
@@ -78,46 +77,6 @@ pub struct Copied {
 
 fn err(context: String) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |e| Error::from(SqlError::new(context, e))
-}
-
-/// Records the tables to copy as `copying` (committed on its own, before the slot is
-/// made), so that a run killed before any copy finished still copies them next time.
-pub async fn plan_tables(client: &Client, name: &str, tables: &[PublishedTable]) -> Result<()> {
-    for t in tables {
-        client
-            .execute(
-                "INSERT INTO pgsub.tables (name, relation, state) VALUES ($1, $2, 'copying') \
-                 ON CONFLICT (name, relation) DO NOTHING",
-                &[&name, &t.qualified_name()],
-            )
-            .await
-            .map_err(err("recording the tables to copy in pgsub.tables".into()))?;
-    }
-    Ok(())
-}
-
-/// Copy state per relation (`schema.table` → (ready, snapshot_lsn)).
-pub async fn table_states(
-    client: &Client,
-    name: &str,
-) -> Result<std::collections::HashMap<String, (bool, Option<Lsn>)>> {
-    let rows = client
-        .query(
-            "SELECT relation, state = 'ready', snapshot_lsn::text FROM pgsub.tables WHERE name = $1",
-            &[&name],
-        )
-        .await
-        .map_err(err("reading pgsub.tables".into()))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let lsn: Option<String> = r.get(2);
-            (
-                r.get::<_, String>(0),
-                (r.get(1), lsn.and_then(|l| l.parse().ok())),
-            )
-        })
-        .collect())
 }
 
 /// Copies `tables` from the source to the destination under `plan.snapshot`.
@@ -234,18 +193,30 @@ async fn copy_one(
         .flatten()
         .map_or(0, |r| r.get::<_, i64>(0).max(0) as u64);
     let mut shown = show.table(&name, estimate);
+    // As the built-in table sync: no foreign key checks (the tables arrive in any
+    // order), only replica and always triggers.
+    crate::dest::set_replica_role(&dst).await?;
     dst.batch_execute("BEGIN; SET LOCAL synchronous_commit = on")
         .await
         .map_err(err(format!(
             "starting the copy of {name} on the destination"
         )))?;
+    // A partitioned destination holds its rows in its partitions: no ONLY for it.
+    let dest_only = match crate::apply::table::read(&dst, &t.schema, &t.name, false).await? {
+        Some(d) => d.only(),
+        None => {
+            return Err(Error::Config(format!(
+                "table {name} is published on the source but does not exist on the destination: create it (pg_dump --schema-only, or run sync with --schema create)"
+            )));
+        }
+    };
     if plan.truncate_first {
-        dst.batch_execute(&format!("TRUNCATE ONLY {table}"))
+        dst.batch_execute(&format!("TRUNCATE {dest_only}{table}"))
             .await
             .map_err(err(format!("emptying {name} on the destination")))?;
     } else {
         let has_rows = dst
-            .query_opt(&format!("SELECT 1 FROM ONLY {table} LIMIT 1"), &[])
+            .query_opt(&format!("SELECT 1 FROM {dest_only}{table} LIMIT 1"), &[])
             .await
             .map_err(err(format!(
                 "checking that {name} is empty on the destination"
@@ -316,16 +287,8 @@ async fn copy_one(
             bytes as f64,
         );
     }
-    let lsn = plan.snapshot_lsn.to_string();
-    dst.execute(
-        "INSERT INTO pgsub.tables AS t (name, relation, state, snapshot_lsn, rows, bytes, started_at, finished_at) \
-         VALUES ($1, $2, 'ready', $3::text::pg_lsn, $4, $5, now(), clock_timestamp()) \
-         ON CONFLICT (name, relation) DO UPDATE SET state = 'ready', snapshot_lsn = excluded.snapshot_lsn, \
-         rows = excluded.rows, bytes = excluded.bytes, started_at = excluded.started_at, finished_at = excluded.finished_at",
-        &[&plan.name, &name, &lsn, &(rows as i64), &(bytes as i64)],
-    )
-    .await
-    .map_err(err(format!("recording the copy of {name} in pgsub.tables")))?;
+    crate::state::tables::mark_ready(&dst, &plan.name, &name, plan.snapshot_lsn, rows, bytes)
+        .await?;
     dst.batch_execute("COMMIT")
         .await
         .map_err(err(format!("committing the copy of {name}")))?;

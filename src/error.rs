@@ -43,6 +43,10 @@ pub enum Error {
     /// A recording file is unusable or damaged.
     #[error(transparent)]
     Record(Box<RecordError>),
+    /// A change did not fit the destination's rows (an existing key, or with
+    /// `--on-conflict error` a missing row); the message names the table, kind and key.
+    #[error("{0}")]
+    Conflict(String),
     /// `verify` found differences (the report says which).
     #[error("{0}")]
     Differences(String),

@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::Client;
 
-use crate::apply::progress;
 use crate::conninfo::redact;
 use crate::dest::subscriptions::{self, NativeSubscription};
 use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::state::progress;
 
 /// How long the subscription's worker gets to exit after DISABLE.
 const WORKER_EXIT_WAIT: Duration = Duration::from_secs(60);
@@ -188,7 +188,7 @@ pub async fn to_pgsub(
     steps.run(&detach).await?;
     match applied {
         Some(lsn) => {
-            progress::setup(client).await?;
+            crate::state::setup(client).await?;
             let stored = progress::read(client, &name).await?;
             if let Some(p) = &stored
                 && (p.applied_lsn > lsn || p.source_system_id != source_system_id)

@@ -71,6 +71,7 @@ metrics! {
     SKIPPED_TRANSACTIONS_TOTAL = "pgsub_skipped_transactions_total", Counter, "Source transactions skipped as already applied (sync).";
     APPLIED_ROWS_TOTAL = "pgsub_applied_rows_total", Counter, "Rows applied to the destination, by operation (sync).";
     DEST_TRANSACTIONS_TOTAL = "pgsub_dest_transactions_total", Counter, "Destination transactions committed (sync groups source transactions).";
+    APPLY_CONFLICTS_TOTAL = "pgsub_apply_conflicts_total", Counter, "Conflicts met while applying, by kind (insert_exists, update_exists, update_missing, delete_missing) and table (sync).";
     RECONNECTS_TOTAL = "pgsub_reconnects_total", Counter, "Restarts after a transient failure (sync).";
     COPY_ROWS = "pgsub_copy_rows", Gauge, "Rows copied so far in the initial copy, by table.";
     COPY_BYTES = "pgsub_copy_bytes", Gauge, "Bytes copied so far in the initial copy, by table.";

@@ -12,9 +12,9 @@
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::Client;
 
-use crate::apply::sql::qualified;
 use crate::dest::SqlError;
 use crate::error::{Error, Result};
+use crate::pg::ident::qualified;
 use crate::source::tables::{PublishedColumn, PublishedTable};
 
 /// What to do about table definitions.

@@ -10,11 +10,11 @@ use postgres_protocol::escape::escape_literal;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::apply::sql::qualified;
 use crate::conn::Connection;
 use crate::dest::SqlError;
 use crate::dest::{first_value, text_rows};
 use crate::error::Result;
+use crate::pg::ident::qualified;
 
 /// What happened, or would happen, to one sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,7 +5,12 @@
 //! A run ends — is flushed — before a change of another kind or table, of another shape
 //! (other columns left unchanged), when a key repeats (the second change must see the
 //! first: one set-based statement would apply both to the old row), and at size bounds.
-//! Order is therefore exactly the source's order within a transaction.
+//! Order is therefore exactly the source's order within a transaction, across runs.
+//!
+//! Within one set-based statement rows are changed in join order, not in source order.
+//! That is unobservable only when nothing checks rows one at a time: a table with a row
+//! trigger, or a unique index or exclusion constraint other than the key's own, gets
+//! runs of one row ([`Run::new`]'s `max_rows`), applied one statement each in order.
 
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
@@ -54,10 +59,11 @@ pub fn fingerprint(key: &Key<'_>) -> u64 {
 pub enum RunKind {
     /// Inserts, as COPY text.
     Insert,
-    /// Updates by key setting the columns at these positions.
-    Update(Vec<usize>),
-    /// Deletes by key.
-    Delete,
+    /// Updates found by the key at the first positions, setting the columns at the
+    /// second.
+    Update(Vec<usize>, Vec<usize>),
+    /// Deletes found by the key at these positions.
+    Delete(Vec<usize>),
 }
 
 /// One `text[]` parameter of a run, kept in PostgreSQL's binary array format as values
@@ -93,6 +99,28 @@ impl TextArray {
     /// No values.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The value at `index` (`Some(None)`: NULL), read back from the buffer: for
+    /// messages about a run, off the per-row path.
+    pub fn get(&self, index: usize) -> Option<Option<&[u8]>> {
+        let mut at = 0usize;
+        for i in 0..self.len() {
+            let len_bytes: [u8; 4] = self.elements.get(at..at + 4)?.try_into().ok()?;
+            let len = i32::from_be_bytes(len_bytes);
+            at += 4;
+            let value = if len < 0 {
+                None
+            } else {
+                let v = self.elements.get(at..at + len as usize)?;
+                at += len as usize;
+                Some(v)
+            };
+            if i == index {
+                return Some(value);
+            }
+        }
+        None
     }
 }
 
@@ -134,12 +162,14 @@ pub struct Run {
     pub rows: usize,
     /// Bytes of values in the run.
     pub bytes: usize,
+    max_rows: usize,
     keys: HashSet<u64, BuildHasherDefault<OidHasher>>,
 }
 
 impl Run {
-    /// An empty run of `kind` for `relid` with `nparams` parameter arrays.
-    pub fn new(relid: u32, kind: RunKind, nparams: usize) -> Self {
+    /// An empty run of `kind` for `relid` with `nparams` parameter arrays, holding at
+    /// most `max_rows` rows (1 where order is observable).
+    pub fn new(relid: u32, kind: RunKind, nparams: usize, max_rows: usize) -> Self {
         Run {
             relid,
             kind,
@@ -147,6 +177,7 @@ impl Run {
             params: (0..nparams).map(|_| TextArray::default()).collect(),
             rows: 0,
             bytes: 0,
+            max_rows: max_rows.clamp(1, MAX_RUN_ROWS),
             keys: HashSet::default(),
         }
     }
@@ -156,7 +187,7 @@ impl Run {
     pub fn accepts(&self, relid: u32, kind: &RunKind, keys: &[u64]) -> bool {
         self.relid == relid
             && &self.kind == kind
-            && self.rows < MAX_RUN_ROWS
+            && self.rows < self.max_rows
             && self.bytes < MAX_RUN_BYTES
             && keys.iter().all(|k| !self.keys.contains(k))
     }
@@ -199,10 +230,10 @@ mod tests {
 
     #[test]
     fn repeated_key_ends_the_run() {
-        let mut r = Run::new(1, RunKind::Delete, 1);
+        let mut r = Run::new(1, RunKind::Delete(vec![0]), 1, MAX_RUN_ROWS);
         r.push_params([Some(&b"1"[..])].into_iter(), &[key("1")]);
-        assert!(r.accepts(1, &RunKind::Delete, &[key("2")]));
-        assert!(!r.accepts(1, &RunKind::Delete, &[key("1")]));
+        assert!(r.accepts(1, &RunKind::Delete(vec![0]), &[key("2")]));
+        assert!(!r.accepts(1, &RunKind::Delete(vec![0]), &[key("1")]));
     }
 
     #[test]
@@ -233,20 +264,31 @@ mod tests {
         .concat();
         assert_eq!(&out[..], &want[..]);
         assert_eq!(a.len(), 2);
+        assert_eq!(a.get(0), Some(Some(&b"ab"[..])));
+        assert_eq!(a.get(1), Some(None));
+        assert_eq!(a.get(2), None);
+    }
+
+    #[test]
+    fn an_order_sensitive_table_gets_runs_of_one_row() {
+        let mut r = Run::new(1, RunKind::Delete(vec![0]), 1, 1);
+        assert!(r.accepts(1, &RunKind::Delete(vec![0]), &[key("1")]));
+        r.push_params([Some(&b"1"[..])].into_iter(), &[key("1")]);
+        assert!(!r.accepts(1, &RunKind::Delete(vec![0]), &[key("2")]));
     }
 
     #[test]
     fn other_table_kind_or_shape_ends_the_run() {
-        let r = Run::new(1, RunKind::Update(vec![0, 1]), 3);
-        assert!(r.accepts(1, &RunKind::Update(vec![0, 1]), &[]));
-        assert!(!r.accepts(2, &RunKind::Update(vec![0, 1]), &[]));
-        assert!(!r.accepts(1, &RunKind::Update(vec![0]), &[]));
-        assert!(!r.accepts(1, &RunKind::Delete, &[]));
+        let r = Run::new(1, RunKind::Update(vec![0], vec![0, 1]), 3, MAX_RUN_ROWS);
+        assert!(r.accepts(1, &RunKind::Update(vec![0], vec![0, 1]), &[]));
+        assert!(!r.accepts(2, &RunKind::Update(vec![0], vec![0, 1]), &[]));
+        assert!(!r.accepts(1, &RunKind::Update(vec![0], vec![0]), &[]));
+        assert!(!r.accepts(1, &RunKind::Delete(vec![0]), &[]));
     }
 
     #[test]
     fn copy_rows_are_tab_separated_lines() {
-        let mut r = Run::new(1, RunKind::Insert, 0);
+        let mut r = Run::new(1, RunKind::Insert, 0, MAX_RUN_ROWS);
         r.push_copy_row([Some(&b"1"[..]), None, Some(b"a\tb")].into_iter());
         assert_eq!(r.copy, b"1\t\\N\ta\\tb\n");
         assert_eq!((r.rows, r.bytes), (1, 4));
@@ -254,7 +296,7 @@ mod tests {
 
     #[test]
     fn size_bound_ends_the_run() {
-        let mut r = Run::new(1, RunKind::Insert, 0);
+        let mut r = Run::new(1, RunKind::Insert, 0, MAX_RUN_ROWS);
         r.rows = MAX_RUN_ROWS;
         assert!(!r.accepts(1, &RunKind::Insert, &[]));
     }

@@ -8,7 +8,9 @@
 //!
 //! The queue is bounded (backpressure). The first failure is kept and every later job is
 //! skipped; [`Executor::barrier`] waits for the queue to drain and returns what was done,
-//! or that failure. Anything that must see the queued work done — recording progress and
+//! or that failure. A statement that changed fewer rows than it had is followed, on the
+//! same connection and in the same transaction, by what tells which rows were missing
+//! ([`Check`]), so that conflicts are logged with their keys. Anything that must see the queued work done — recording progress and
 //! committing, reading the catalog, rolling back — goes through a barrier first.
 
 use bytes::Bytes;
@@ -43,17 +45,69 @@ pub enum Kind {
     Other,
 }
 
+/// How to tell which rows a statement that changed fewer rows than it had found missing.
+#[derive(Debug, Clone, Default)]
+pub enum Check {
+    /// Nothing to tell.
+    #[default]
+    None,
+    /// One row, described.
+    Row(String),
+    /// A run of `text[]` parameters.
+    Run {
+        /// Key column names, for messages.
+        key_names: Vec<String>,
+        /// For each key column, the parameter holding its value.
+        key_params: Vec<usize>,
+        /// A query with the same parameters returning the ordinals of the rows that
+        /// found nothing (an update run's probe); without one, the run's keys are listed.
+        probe: Option<String>,
+    },
+}
+
 /// The result of one job.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// What it was.
     pub kind: Kind,
+    /// Source relation.
+    pub relid: u32,
     /// `schema.table`.
     pub table: String,
     /// Rows it was meant to change.
     pub expected: u64,
     /// Rows it changed.
     pub affected: u64,
+    /// The keys of rows it found missing, when it changed fewer than expected.
+    pub missing: Vec<String>,
+    /// `missing` is exactly the rows that were missing (not just the statement's keys).
+    pub exact: bool,
+}
+
+impl Outcome {
+    /// A job of `kind` on `table` meant to change `expected` rows.
+    pub fn new(kind: Kind, relid: u32, table: &str, expected: u64) -> Self {
+        Outcome {
+            kind,
+            relid,
+            table: table.to_owned(),
+            expected,
+            affected: 0,
+            missing: Vec::new(),
+            exact: false,
+        }
+    }
+}
+
+/// A job that failed: the error and what the job was.
+#[derive(Debug)]
+pub struct Failed {
+    /// The destination's error.
+    pub error: SqlError,
+    /// What the job was (`Other` for plain statements).
+    pub kind: Kind,
+    /// Source relation (0 for plain statements).
+    pub relid: u32,
 }
 
 enum Job {
@@ -61,6 +115,7 @@ enum Job {
         stmt: Statement,
         params: Params,
         outcome: Outcome,
+        check: Check,
     },
     Copy {
         sql: String,
@@ -70,7 +125,7 @@ enum Job {
     Simple {
         sql: String,
     },
-    Barrier(oneshot::Sender<std::result::Result<Vec<Outcome>, SqlError>>),
+    Barrier(oneshot::Sender<std::result::Result<Vec<Outcome>, Failed>>),
 }
 
 /// The queue of destination work and the task draining it.
@@ -98,11 +153,18 @@ impl Executor {
     }
 
     /// Queues a prepared statement.
-    pub async fn execute(&self, stmt: Statement, params: Params, outcome: Outcome) -> Result<()> {
+    pub async fn execute(
+        &self,
+        stmt: Statement,
+        params: Params,
+        outcome: Outcome,
+        check: Check,
+    ) -> Result<()> {
         self.push(Job::Execute {
             stmt,
             params,
             outcome,
+            check,
         })
         .await
     }
@@ -119,20 +181,17 @@ impl Executor {
 
     /// Waits until everything queued is done; returns what it did since the last
     /// barrier, or the first failure.
-    pub async fn barrier(&self) -> Result<Vec<Outcome>> {
+    pub async fn barrier(&self) -> Result<std::result::Result<Vec<Outcome>, Failed>> {
         let (tx, rx) = oneshot::channel();
         self.push(Job::Barrier(tx)).await?;
-        match rx.await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(Error::Config("the destination executor stopped".into())),
-        }
+        rx.await
+            .map_err(|_| Error::Config("the destination executor stopped".into()))
     }
 }
 
 async fn run(client: Arc<Client>, mut rx: mpsc::Receiver<Job>) {
     let mut done = Vec::new();
-    let mut failed: Option<SqlError> = None;
+    let mut failed: Option<Failed> = None;
     while let Some(job) = rx.recv().await {
         if let Job::Barrier(reply) = job {
             let result = match failed.take() {
@@ -146,10 +205,16 @@ async fn run(client: Arc<Client>, mut rx: mpsc::Receiver<Job>) {
         if failed.is_some() {
             continue;
         }
+        let (kind, relid) = match &job {
+            Job::Execute { outcome, .. } | Job::Copy { outcome, .. } => {
+                (outcome.kind.clone(), outcome.relid)
+            }
+            _ => (Kind::Other, 0),
+        };
         match perform(&client, job).await {
             Ok(Some(o)) => done.push(o),
             Ok(None) => {}
-            Err(e) => failed = Some(e),
+            Err(error) => failed = Some(Failed { error, kind, relid }),
         }
     }
 }
@@ -160,22 +225,24 @@ async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcom
             stmt,
             params,
             mut outcome,
+            check,
         } => {
-            let context = || format!("applying changes to {}", outcome.table);
-            let affected = match &params {
-                Params::Arrays(p) => {
-                    let refs: Vec<&(dyn ToSql + Sync)> =
-                        p.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                    client.execute(&stmt, &refs).await
-                }
-                Params::Row(p) => {
-                    let refs: Vec<&(dyn ToSql + Sync)> =
-                        p.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                    client.execute(&stmt, &refs).await
-                }
-            }
-            .map_err(|e| SqlError::new(context(), e))?;
+            let table = outcome.table.clone();
+            let context = || format!("applying changes to {table}");
+            let refs: Vec<&(dyn ToSql + Sync)> = match &params {
+                Params::Arrays(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
+                Params::Row(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
+            };
+            let affected = client
+                .execute(&stmt, &refs)
+                .await
+                .map_err(|e| SqlError::new(context(), e))?;
             outcome.affected = affected;
+            if affected < outcome.expected {
+                find_missing(client, &params, &refs, check, &mut outcome)
+                    .await
+                    .map_err(|e| SqlError::new(context(), e))?;
+            }
             Ok(Some(outcome))
         }
         Job::Copy {
@@ -209,4 +276,63 @@ async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcom
         }
         Job::Barrier(_) => Ok(None),
     }
+}
+
+/// Keys listed for a statement whose missing rows are not known one by one.
+const LISTED: usize = 20;
+
+/// Tells which rows a statement that changed fewer than expected found missing.
+async fn find_missing(
+    client: &Client,
+    params: &Params,
+    refs: &[&(dyn ToSql + Sync)],
+    check: Check,
+    outcome: &mut Outcome,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    match (check, params) {
+        (Check::None, _) => {}
+        (Check::Row(desc), _) => {
+            outcome.missing = vec![desc];
+            outcome.exact = true;
+        }
+        (
+            Check::Run {
+                key_names,
+                key_params,
+                probe,
+            },
+            Params::Arrays(arrays),
+        ) => {
+            let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
+            let key_at = |row: usize| {
+                let values: Vec<Option<&[u8]>> = key_params
+                    .iter()
+                    .map(|&p| arrays.get(p).and_then(|a| a.get(row)).flatten())
+                    .collect();
+                super::conflicts::describe_key(&names, &values)
+            };
+            let rows = arrays.first().map_or(0, |a| a.len());
+            let ordinals: Option<Vec<usize>> = match probe {
+                Some(sql) => Some(
+                    client
+                        .query(sql.as_str(), refs)
+                        .await?
+                        .iter()
+                        .map(|r| r.get::<_, i64>(0) as usize)
+                        .collect(),
+                ),
+                None if rows == 1 => Some(vec![1]),
+                None => None,
+            };
+            match ordinals {
+                Some(o) if o.len() as u64 == outcome.expected - outcome.affected => {
+                    outcome.missing = o.iter().map(|&i| key_at(i - 1)).collect();
+                    outcome.exact = true;
+                }
+                _ => outcome.missing = (0..rows.min(LISTED)).map(key_at).collect(),
+            }
+        }
+        (Check::Run { .. }, Params::Row(_)) => {}
+    }
+    Ok(())
 }

@@ -1,15 +1,23 @@
-//! Applying the stream to the destination, exactly once.
+//! Applying the stream to the destination, exactly once, as the built-in worker applies
+//! it.
 //!
 //! ```text
-//!  Begin ──► (skip if commit_lsn < stored progress) ──► BEGIN on the destination
-//!  Insert/Update/Delete ──► runs (batch) ──► COPY / unnest statements
-//!  Truncate ──► TRUNCATE ONLY … [RESTART IDENTITY]
+//!  Begin ──► txn: skip if already applied ──► BEGIN on the destination (a group)
+//!  Insert/Update/Delete ──► target (table, key, order) ──► rows ──► runs (batch)
+//!                       ──► executor: COPY / unnest statements, one row at a time where
+//!                           order is observable
+//!  Truncate ──► TRUNCATE ONLY a, p, … [RESTART IDENTITY]
 //!  Commit ──► group: several small source transactions share one destination
 //!             transaction, bounded by changes, bytes and time
-//!  group commit ──► UPSERT pgsub.progress(applied_lsn = last end_lsn); COMMIT
-//!                   (synchronous_commit = off) ──► note the destination's WAL position
-//!  durable() ──► pg_current_wal_flush_lsn() ≥ that position ⇒ end_lsn is durable
+//!  group commit ──► durable: progress row + conflict counts, COMMIT; acknowledged once
+//!                   the destination's WAL is flushed past it
 //! ```
+//!
+//! Each concern has its module: [`txn`] (which transactions and changes apply, grouping),
+//! [`target`] and [`table`] (where rows go, how they are found, whether order matters),
+//! [`rows`] (values), [`batch`] and [`sql`] (statements), [`executor`] (running them off
+//! the receive path), [`durable`] (commit and flush), [`conflicts`] (rows that did not fit),
+//! [`spool`] (streamed transactions), [`stats`] (counters). This file dispatches.
 //!
 //! # Why exactly once
 //!
@@ -21,23 +29,32 @@
 //! past the commit that holds it, so the source never discards what the destination could
 //! still lose in a crash.
 //!
-//! Semantics follow the built-in apply worker: rows are found by the replica identity
-//! (`K` key tuple, or the whole `O` old row under REPLICA IDENTITY FULL, changing exactly
-//! one matching row); `K` placeholders are never written; an unchanged TOASTed value
-//! (`u`) is never overwritten (under FULL it is filled from the old row); truncates never
-//! cascade; an update or delete that finds no row is counted and logged, as the built-in
-//! worker does, not an error.
+//! # Semantics
+//!
+//! As the built-in worker: rows are found by the replica identity (the `K` key, or under
+//! REPLICA IDENTITY FULL the destination's key, else every column by its type's equality,
+//! changing exactly one matching row); `K` placeholders are never written; an unchanged
+//! TOASTed value (`u`) is never overwritten (under FULL it is taken from the old row);
+//! changes to a plain table never reach its inheritance children; truncates never
+//! cascade; values are assigned to columns, never cast to their modifier (too long is an
+//! error, not a cut); an update or delete that finds no row is a conflict, counted and
+//! logged, and skipped unless `--on-conflict error`.
 
 pub mod batch;
+pub mod conflicts;
+pub mod durable;
 pub mod executor;
-pub mod progress;
+pub mod rows;
 pub mod spool;
 pub mod sql;
+pub mod stats;
+pub mod table;
 pub mod target;
+pub mod txn;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_postgres::Statement;
@@ -45,121 +62,81 @@ use tokio_postgres::Statement;
 use crate::dest::{Dest, SqlError};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
-use crate::pgoutput::Decoder;
-use crate::pgoutput::{Begin, Commit, StreamCommit};
-use crate::pgoutput::{Column, ColumnRef, OldTuple, PgOutput, ReplicaIdentity, TupleData};
+use crate::pg::sqlstate;
+use crate::pgoutput::{
+    Begin, ColumnRef, Commit, Decoder, OldTuple, PgOutput, StreamCommit, TupleData,
+};
 use crate::source::run::Sink;
 use crate::stream::relations::{OidMap, RelationCache};
 use crate::stream::{Event, Session};
-use batch::{Run, RunKind, fingerprint};
-use executor::{Executor, Kind, Outcome, Params};
+use batch::{MAX_RUN_ROWS, Run, RunKind, fingerprint};
+use conflicts::{ConflictKind, Conflicts, OnConflict};
+use durable::Durability;
+pub use durable::Subscription;
+use executor::{Check, Executor, Failed, Kind, Outcome, Params};
+use rows::UpdateImage;
 use spool::Spool;
-use target::Target;
+pub use stats::ApplyStats;
+use table::Equality;
+use target::{ResolveOptions, Target};
+pub use txn::GroupLimits;
+use txn::{Begun, Transactions};
 
 /// Bytes before the pgoutput message in an XLogData payload: tag, `wal_start`, `wal_end`,
 /// send time.
 const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
 
-/// Bounds of one destination transaction holding several source transactions.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupLimits {
-    /// Most source changes.
-    pub changes: u64,
-    /// Most bytes of values.
-    pub bytes: u64,
-    /// Longest time a group stays open.
-    pub age: Duration,
+/// A prepared statement's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum StmtKey {
+    /// Update by the key at these positions, setting those.
+    Update(u32, Vec<usize>, Vec<usize>),
+    /// Delete by the key at these positions.
+    Delete(u32, Vec<usize>),
+    /// Update of one row equal to the old one (these columns NULL), setting those.
+    UpdateFull(u32, Vec<bool>, Vec<usize>),
+    /// Delete of one row equal to the old one (these columns NULL).
+    DeleteFull(u32, Vec<bool>),
 }
 
-impl Default for GroupLimits {
-    fn default() -> Self {
-        GroupLimits {
-            changes: 20_000,
-            bytes: 32 << 20,
-            age: Duration::from_millis(200),
+impl StmtKey {
+    fn relid(&self) -> u32 {
+        match self {
+            StmtKey::Update(id, ..)
+            | StmtKey::Delete(id, ..)
+            | StmtKey::UpdateFull(id, ..)
+            | StmtKey::DeleteFull(id, ..) => *id,
         }
     }
 }
 
-/// Identity of the subscription whose progress is recorded.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    /// `--name`.
-    pub name: String,
-    /// Source system identifier.
-    pub system_id: String,
-    /// Slot.
-    pub slot: String,
-    /// Publications.
-    pub publications: Vec<String>,
-}
-
-/// Counters of what was applied.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ApplyStats {
-    /// Source transactions applied.
-    pub transactions: u64,
-    /// Source transactions skipped as already applied.
-    pub skipped_transactions: u64,
-    /// Destination transactions committed.
-    pub groups: u64,
-    /// Rows inserted.
-    pub inserted: u64,
-    /// Rows updated.
-    pub updated: u64,
-    /// Rows deleted.
-    pub deleted: u64,
-    /// Updates that found no row to change.
-    pub update_missing: u64,
-    /// Deletes that found no row.
-    pub delete_missing: u64,
-    /// Truncate statements.
-    pub truncates: u64,
-    /// Streamed transactions applied from the spool (counted in `transactions` too).
-    pub streamed_transactions: u64,
-}
-
-#[derive(Debug)]
-struct SourceTxn {
-    final_lsn: Lsn,
-    skip: bool,
-}
-
-#[derive(Debug)]
-struct Group {
-    opened: Instant,
-    changes: u64,
-    bytes: u64,
-    /// End of the last source transaction completed in the group, and its commit time.
-    last_end: Option<(Lsn, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum StmtKey {
-    Update(u32, Vec<usize>),
-    Delete(u32),
-    UpdateFull(u32, Vec<usize>),
-    DeleteFull(u32),
+/// Options of the sink.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Add columns the source adds mid-stream (`--schema create`).
+    pub add_columns: bool,
+    /// What to do about conflicts.
+    pub on_conflict: OnConflict,
+    /// Columns generated on the source, by relation (PostgreSQL 18 publishes them).
+    pub source_generated: OidMap<Vec<String>>,
+    /// Where streamed transactions are kept (default: a directory of its own under the
+    /// system's temporary directory).
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 /// The sink that applies events to the destination.
 pub struct ApplySink {
     dest: Dest,
     exec: Executor,
-    sub: Subscription,
-    limits: GroupLimits,
-    skip_before: Lsn,
-    table_snapshots: OidMap<Lsn>,
+    txns: Transactions,
+    durability: Durability,
+    opts: ApplyOptions,
     targets: OidMap<Arc<Target>>,
+    equality: Equality,
     stmts: HashMap<StmtKey, Statement>,
-    txn: Option<SourceTxn>,
-    group: Option<Group>,
     run: Option<Run>,
-    pending_flush: VecDeque<(Lsn, Lsn)>,
-    durable: Lsn,
     stats: ApplyStats,
-    warned_missing: std::collections::HashSet<String>,
-    add_columns: bool,
+    conflicts: Conflicts,
     spool: Spool,
     /// The streamed transaction whose block is open.
     stream_xid: Option<u32>,
@@ -168,42 +145,10 @@ pub struct ApplySink {
 impl std::fmt::Debug for ApplySink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApplySink")
-            .field("sub", &self.sub)
-            .field("durable", &self.durable)
+            .field("sub", self.durability.subscription())
+            .field("durable", &self.durability.durable())
             .field("stats", &self.stats)
             .finish()
-    }
-}
-
-/// The text of a column value of `table`; `None` for NULL. Binary values are refused:
-/// `sync` streams in text format. Messages are built only when something is wrong.
-fn value(c: &Column, table: &str) -> Result<Option<String>> {
-    match c {
-        Column::Null => Ok(None),
-        Column::Text(b) => String::from_utf8(b.to_vec()).map(Some).map_err(|_| {
-            Error::Config(format!(
-                "a value of a column of {table} is not valid UTF-8; pgsub asks the source for client_encoding UTF8, so this should not happen"
-            ))
-        }),
-        Column::Binary(_) => Err(Error::Config(format!(
-            "a column of {table} arrived in binary format, which sync does not apply; run it without --binary on"
-        ))),
-        Column::UnchangedToast => Err(Error::Config(format!(
-            "a column of {table}: an unchanged TOAST value where a full value was needed"
-        ))),
-    }
-}
-
-/// The text of a column value of `table`, borrowed from the received message; `None` for
-/// NULL. Binary and unchanged-TOAST values are refused as [`value`] refuses them.
-fn text<'a>(c: ColumnRef<'a>, table: &str) -> Result<Option<&'a [u8]>> {
-    match c {
-        ColumnRef::Null => Ok(None),
-        ColumnRef::Text(b) => Ok(Some(b)),
-        ColumnRef::Binary(b) => {
-            value(&Column::Binary(Bytes::copy_from_slice(b)), table).map(|_| None)
-        }
-        ColumnRef::UnchangedToast => value(&Column::UnchangedToast, table).map(|_| None),
     }
 }
 
@@ -222,46 +167,35 @@ impl ApplySink {
         applied: Lsn,
         table_snapshots: OidMap<Lsn>,
         limits: GroupLimits,
+        opts: ApplyOptions,
     ) -> Self {
         let exec = Executor::start(dest.client.clone());
+        let spool = Spool::new(opts.spool_dir.clone().unwrap_or_else(default_spool_dir));
         ApplySink {
             dest,
             exec,
-            sub,
-            limits,
-            skip_before: applied,
-            table_snapshots,
+            txns: Transactions::new(applied, table_snapshots, limits),
+            durability: Durability::new(sub, applied),
+            opts,
             targets: OidMap::default(),
+            equality: Equality::default(),
             stmts: HashMap::new(),
-            txn: None,
-            group: None,
             run: None,
-            pending_flush: VecDeque::new(),
-            durable: applied,
             stats: ApplyStats::default(),
-            warned_missing: Default::default(),
-            add_columns: false,
-            spool: Spool::new(default_spool_dir()),
+            conflicts: Conflicts::default(),
+            spool,
             stream_xid: None,
         }
-    }
-
-    /// Keeps streamed transactions in `dir` (default: a directory of its own under the
-    /// system's temporary directory).
-    pub fn spool_dir(mut self, dir: std::path::PathBuf) -> Self {
-        self.spool = Spool::new(dir);
-        self
-    }
-
-    /// Adds columns the source adds mid-stream (`--schema create`).
-    pub fn add_columns(mut self, yes: bool) -> Self {
-        self.add_columns = yes;
-        self
     }
 
     /// What was applied so far.
     pub fn stats(&self) -> &ApplyStats {
         &self.stats
+    }
+
+    /// The conflicts met so far.
+    pub fn conflicts(&self) -> &Conflicts {
+        &self.conflicts
     }
 
     /// The destination session.
@@ -280,55 +214,124 @@ impl ApplySink {
             // The catalog read (and a column added under --schema create) must come
             // after everything queued before it.
             self.settle().await?;
-            let t = target::resolve(&self.dest.client, rel, rels, self.add_columns).await?;
+            let generated = self
+                .opts
+                .source_generated
+                .get(&relid)
+                .cloned()
+                .unwrap_or_default();
+            let t = target::resolve(
+                &self.dest.client,
+                rel,
+                rels,
+                &generated,
+                ResolveOptions {
+                    add_columns: self.opts.add_columns,
+                    replica_role: self.dest.replica_role,
+                },
+                &mut self.equality,
+            )
+            .await?;
+            if t.order_sensitive {
+                tracing::debug!(table = %t.name, "changes applied one row at a time: a row trigger fires, or a unique index other than the key's checks rows one by one");
+            }
             self.targets.insert(relid, Arc::new(t));
         }
         Ok(self.targets[&relid].clone())
     }
 
-    async fn begin_group(&mut self) -> Result<()> {
-        if self.group.is_none() {
-            self.exec.simple("BEGIN").await?;
-            self.group = Some(Group {
-                opened: Instant::now(),
-                changes: 0,
-                bytes: 0,
-                last_end: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// Waits for the queued statements and books what they did.
+    /// Waits for the queued statements and books what they did: counts, and conflicts.
     async fn settle(&mut self) -> Result<()> {
-        for o in self.exec.barrier().await? {
+        let outcomes = match self.exec.barrier().await? {
+            Ok(o) => o,
+            Err(f) => return Err(self.failed(f).await),
+        };
+        for o in outcomes {
             let missing = o.expected.saturating_sub(o.affected);
-            match o.kind {
-                Kind::Insert => self.stats.inserted += o.affected,
+            let kind = match o.kind {
+                Kind::Insert => {
+                    self.stats.inserted += o.affected;
+                    None
+                }
                 Kind::Update => {
                     self.stats.updated += o.affected;
-                    self.missing(missing, "update", &o.table);
+                    self.stats.update_missing += missing;
+                    Some(ConflictKind::UpdateMissing)
                 }
                 Kind::Delete => {
                     self.stats.deleted += o.affected;
-                    self.missing(missing, "delete", &o.table);
+                    self.stats.delete_missing += missing;
+                    Some(ConflictKind::DeleteMissing)
                 }
-                Kind::Other => {}
+                Kind::Other => None,
+            };
+            if let Some(kind) = kind.filter(|_| missing > 0) {
+                self.conflicts
+                    .record(kind, &o.table, missing, &o.missing, !o.exact);
+                if self.opts.on_conflict == OnConflict::Error {
+                    let msg = format!(
+                        "{} on {}: {missing} change(s) found no row on the destination ({}); --on-conflict error stops here, and nothing of this transaction is applied: make the destination's rows match the source, or run without --on-conflict error to skip them as the built-in worker does",
+                        kind.name(),
+                        o.table,
+                        o.missing.first().map_or("key not known", String::as_str)
+                    );
+                    return Err(self.stop(Error::Conflict(msg)).await);
+                }
             }
         }
         Ok(())
     }
 
-    /// True when the current source transaction's changes to `relid` are to be skipped.
-    fn skipping(&self, relid: u32) -> bool {
-        match &self.txn {
-            None => true,
-            Some(t) if t.skip => true,
-            Some(t) => self
-                .table_snapshots
-                .get(&relid)
-                .is_some_and(|snap| t.final_lsn < *snap),
+    /// A queued statement failed: the destination transaction is lost. Conflicts are
+    /// recorded on their own, and the error says what it was about.
+    async fn failed(&mut self, f: Failed) -> Error {
+        let code = f.error.code().map(str::to_owned);
+        let target = self.targets.get(&f.relid).cloned();
+        let table = target.as_ref().map_or("?".to_owned(), |t| t.name.clone());
+        match code.as_deref() {
+            Some(sqlstate::UNIQUE_VIOLATION | sqlstate::EXCLUSION_VIOLATION) => {
+                let kind = if f.kind == Kind::Insert {
+                    ConflictKind::InsertExists
+                } else {
+                    ConflictKind::UpdateExists
+                };
+                let detail = f.error.source.as_db_error().and_then(|d| d.detail());
+                let key = conflicts::key_of_violation(detail);
+                self.conflicts
+                    .record(kind, &table, 1, key.as_slice(), false);
+                let msg = format!(
+                    "{} on {table}: {} already exists on the destination ({}); the built-in worker stops here too. Nothing of this transaction is applied or acknowledged: remove or change the destination's conflicting row, then run pgsub again",
+                    kind.name(),
+                    key.as_deref().unwrap_or("a key"),
+                    crate::dest::describe(&f.error.source)
+                );
+                self.stop(Error::Conflict(msg)).await
+            }
+            Some(c) if sqlstate::is_value_too_wide(c) => {
+                let narrower = target.map_or_else(String::new, |t| t.narrower_columns());
+                let msg = format!(
+                    "a value of {table} does not fit its destination column ({}): {narrower}. pgsub never cuts a value; widen the destination column (ALTER TABLE … ALTER COLUMN … TYPE …) and run pgsub again",
+                    crate::dest::describe(&f.error.source)
+                );
+                self.stop(Error::Config(msg)).await
+            }
+            _ => Error::from(f.error),
         }
+    }
+
+    /// Rolls the open destination transaction back and writes the conflict counts on
+    /// their own, before stopping with `e`.
+    async fn stop(&mut self, e: Error) -> Error {
+        self.run = None;
+        self.txns.abandon();
+        let _ = self.exec.barrier().await;
+        let _ = self.dest.client.batch_execute("ROLLBACK").await;
+        let unsaved = self.conflicts.take_unsaved();
+        let name = self.durability.subscription().name.clone();
+        if let Err(w) = crate::state::conflicts::add(&self.dest.client, &name, &unsaved).await {
+            tracing::warn!("could not record the conflict in pgsub.conflicts: {w}");
+        }
+        e
     }
 
     async fn statement(&mut self, key: StmtKey, sql: impl FnOnce() -> String) -> Result<Statement> {
@@ -336,15 +339,20 @@ impl ApplySink {
             return Ok(s.clone());
         }
         let text = sql();
-        let stmt = self
-            .dest
-            .client
-            .prepare(&text)
-            .await
-            .map_err(sql_err(format!(
-                "preparing `{}`",
-                text.chars().take(120).collect::<String>()
-            )))?;
+        let stmt = match self.dest.client.prepare(&text).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A queued statement that failed aborted the transaction: its error is
+                // the one to report, not this statement's.
+                if e.code().map(|c| c.code()) == Some(sqlstate::IN_FAILED_TRANSACTION) {
+                    self.settle().await?;
+                }
+                return Err(sql_err(format!(
+                    "preparing `{}`",
+                    text.chars().take(120).collect::<String>()
+                ))(e));
+            }
+        };
         self.stmts.insert(key, stmt.clone());
         Ok(stmt)
     }
@@ -355,69 +363,85 @@ impl ApplySink {
             return Ok(());
         };
         let target = self.targets[&run.relid].clone();
-        let outcome = |kind| Outcome {
-            kind,
-            table: target.name.clone(),
-            expected: run.rows as u64,
-            affected: 0,
-        };
+        let rows = run.rows as u64;
         match &run.kind {
             RunKind::Insert => {
-                let copy = sql::copy_in(&target.table, &target.all_cols());
-                let o = outcome(Kind::Insert);
+                let cols = target.cols_at(&target.written());
+                let copy = sql::copy_in(&target.table, &cols);
+                let o = Outcome::new(Kind::Insert, run.relid, &target.name, rows);
                 self.exec.copy(copy, Bytes::from(run.copy), o).await?;
             }
-            RunKind::Update(set) => {
+            RunKind::Update(key, set) => {
+                let (key, set) = (key.clone(), set.clone());
                 let stmt = self
-                    .statement(StmtKey::Update(run.relid, set.clone()), || {
+                    .statement(StmtKey::Update(run.relid, key.clone(), set.clone()), || {
                         sql::update_by_key(
                             &target.table,
-                            &target.cols_at(&target.key),
-                            &target.cols_at(set),
+                            target.only,
+                            &target.cols_at(&key),
+                            &target.cols_at(&set),
                         )
                     })
                     .await?;
-                let o = outcome(Kind::Update);
+                // The probe finds the new key of each row among the parameters.
+                let new_key: Vec<usize> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| {
+                        set.iter()
+                            .position(|s| s == k)
+                            .map_or(j + 1, |p| key.len() + p + 1)
+                    })
+                    .collect();
+                let check = Check::Run {
+                    key_names: target
+                        .cols_at(&key)
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect(),
+                    key_params: (0..key.len()).collect(),
+                    probe: Some(sql::update_probe(
+                        &target.table,
+                        target.only,
+                        &target.cols_at(&key),
+                        key.len() + set.len(),
+                        &new_key,
+                    )),
+                };
+                let o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
                 self.exec
-                    .execute(stmt, Params::Arrays(run.params), o)
+                    .execute(stmt, Params::Arrays(run.params), o, check)
                     .await?;
             }
-            RunKind::Delete => {
+            RunKind::Delete(key) => {
+                let key = key.clone();
                 let stmt = self
-                    .statement(StmtKey::Delete(run.relid), || {
-                        sql::delete_by_key(&target.table, &target.cols_at(&target.key))
+                    .statement(StmtKey::Delete(run.relid, key.clone()), || {
+                        sql::delete_by_key(&target.table, target.only, &target.cols_at(&key))
                     })
                     .await?;
-                let o = outcome(Kind::Delete);
+                let check = Check::Run {
+                    key_names: target
+                        .cols_at(&key)
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect(),
+                    key_params: (0..key.len()).collect(),
+                    probe: None,
+                };
+                let o = Outcome::new(Kind::Delete, run.relid, &target.name, rows);
                 self.exec
-                    .execute(stmt, Params::Arrays(run.params), o)
+                    .execute(stmt, Params::Arrays(run.params), o, check)
                     .await?;
             }
         }
         Ok(())
     }
 
-    fn missing(&mut self, n: u64, op: &str, table: &str) {
-        if n == 0 {
-            return;
-        }
-        match op {
-            "update" => self.stats.update_missing += n,
-            _ => self.stats.delete_missing += n,
-        }
-        if self.warned_missing.insert(table.to_owned()) {
-            tracing::warn!(
-                table,
-                "an {op} found no row to change on the destination: the destination differs from the source (the built-in worker skips these too; further ones on this table are counted in the summary, not logged)"
-            );
-        } else {
-            tracing::debug!(table, rows = n, "{op} found no row");
-        }
-    }
-
     /// Adds a row to the run, flushing the current run first if the row cannot join it.
     async fn push(
         &mut self,
+        target: &Target,
         relid: u32,
         kind: RunKind,
         nparams: usize,
@@ -429,31 +453,101 @@ impl ApplySink {
             .is_some_and(|r| r.accepts(relid, &kind, keys))
         {
             self.flush_run().await?;
-            self.run = Some(Run::new(relid, kind, nparams));
+            let one_at_a_time = match kind {
+                RunKind::Insert => target.row_triggers,
+                _ => target.order_sensitive,
+            };
+            let max = if one_at_a_time { 1 } else { MAX_RUN_ROWS };
+            self.run = Some(Run::new(relid, kind, nparams, max));
         }
         Ok(self.run.as_mut().expect("a run was just made"))
     }
 
     fn count(&mut self, tuple: &TupleData) {
-        if let Some(g) = self.group.as_mut() {
-            if g.changes == 100 {
-                crate::failpoint::hit(crate::failpoint::MID_TRANSACTION);
-            }
-            g.changes += 1;
-            g.bytes += tuple.raw().len() as u64;
+        if self.txns.count(tuple.raw().len() as u64) == 100 {
+            crate::failpoint::hit(crate::failpoint::MID_TRANSACTION);
         }
     }
 
     async fn insert(&mut self, rels: &RelationCache, relid: u32, new: &TupleData) -> Result<()> {
         let target = self.target(rels, relid).await?;
-        let mut values = Vec::with_capacity(new.len());
-        for c in new.iter() {
-            values.push(text(c, &target.name)?);
-        }
-        let run = self.push(relid, RunKind::Insert, 0, &[]).await?;
+        let cols: Vec<ColumnRef<'_>> = new.iter().collect();
+        let values = rows::values(&cols, &target.written(), &target.name)?;
+        let run = self.push(&target, relid, RunKind::Insert, 0, &[]).await?;
         run.push_copy_row(values.into_iter());
         self.count(new);
         Ok(())
+    }
+
+    /// An update or delete of a row found by every column (REPLICA IDENTITY FULL without
+    /// a usable destination key): one statement for the one row.
+    async fn by_whole_row(
+        &mut self,
+        target: &Target,
+        relid: u32,
+        old: &[ColumnRef<'_>],
+        new: Option<(&[ColumnRef<'_>], &[usize])>,
+    ) -> Result<()> {
+        if !target.no_equality.is_empty() {
+            return Err(Error::Config(format!(
+                "{} has REPLICA IDENTITY FULL on the source and no primary key or replica-identity index on the destination, so a row is found by comparing every column; but column(s) {} have a type without an equality operator (the built-in worker refuses this too): give the destination table a primary key or a replica-identity index",
+                target.name,
+                target.no_equality.join(", ")
+            )));
+        }
+        let written = target.written();
+        let old_values = rows::values(old, &written, &target.name)?;
+        let nulls: Vec<bool> = old_values.iter().map(Option::is_none).collect();
+        let mut params: Vec<Option<String>> = old_values
+            .iter()
+            .flatten()
+            .map(|v| Some(String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let names: Vec<&str> = written
+            .iter()
+            .map(|&i| target.cols[i].name.as_str())
+            .collect();
+        let desc = conflicts::describe_key(&names, &old_values);
+        self.flush_run().await?;
+        let all = target.cols_at(&written);
+        let (stmt, kind) = match new {
+            Some((new_cols, set)) => {
+                for &i in set {
+                    params.push(
+                        rows::text(new_cols[i], &target.name)?
+                            .map(|v| String::from_utf8_lossy(v).into_owned()),
+                    );
+                }
+                let set = set.to_vec();
+                let s = self
+                    .statement(
+                        StmtKey::UpdateFull(relid, nulls.clone(), set.clone()),
+                        || {
+                            sql::update_full(
+                                &target.table,
+                                target.only,
+                                &all,
+                                &nulls,
+                                &target.cols_at(&set),
+                            )
+                        },
+                    )
+                    .await?;
+                (s, Kind::Update)
+            }
+            None => {
+                let s = self
+                    .statement(StmtKey::DeleteFull(relid, nulls.clone()), || {
+                        sql::delete_full(&target.table, target.only, &all, &nulls)
+                    })
+                    .await?;
+                (s, Kind::Delete)
+            }
+        };
+        let o = Outcome::new(kind, relid, &target.name, 1);
+        self.exec
+            .execute(stmt, Params::Row(params), o, Check::Row(desc))
+            .await
     }
 
     async fn update(
@@ -465,71 +559,27 @@ impl ApplySink {
     ) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let what = target.name.as_str();
-        if let Some(OldTuple::Old(old)) = old {
-            let new_cols: Vec<Column> = new.columns().collect();
-            // REPLICA IDENTITY FULL: the old row identifies the row; unchanged TOAST values
-            // of the new row are the old row's.
-            let old_cols: Vec<Column> = old.columns().collect();
-            let mut old_vals = Vec::with_capacity(old_cols.len());
-            for c in &old_cols {
-                old_vals.push(value(c, what)?);
-            }
-            let set: Vec<usize> = (0..new_cols.len()).collect();
-            let mut params = old_vals.clone();
-            for (i, c) in new_cols.iter().enumerate() {
-                params.push(match c {
-                    Column::UnchangedToast => old_vals[i].clone(),
-                    c => value(c, what)?,
-                });
-            }
-            self.flush_run().await?;
-            let stmt = self
-                .statement(StmtKey::UpdateFull(relid, set.clone()), || {
-                    sql::update_full(&target.table, &target.all_cols(), &target.cols_at(&set))
-                })
+        let image = UpdateImage::new(old, new, &target.updatable());
+        check_identity_unchanged(&target, &image)?;
+        let Some(key) = target.match_key(image.full).map(<[usize]>::to_vec) else {
+            self.by_whole_row(&target, relid, &image.old, Some((&image.new, &image.set)))
                 .await?;
-            let o = Outcome {
-                kind: Kind::Update,
-                table: target.name.clone(),
-                expected: 1,
-                affected: 0,
-            };
-            self.exec.execute(stmt, Params::Row(params), o).await?;
             self.count(new);
             return Ok(());
-        }
-        if target.key.is_empty() {
+        };
+        if key.is_empty() {
             return Err(Error::Config(format!(
-                "an update of {} arrived without a replica identity to find the row by; give the table a primary key or REPLICA IDENTITY on the source",
-                target.name
+                "an update of {what} arrived without a replica identity to find the row by; give the table a primary key or REPLICA IDENTITY on the source"
             )));
         }
-        let new_cols: Vec<ColumnRef<'_>> = new.iter().collect();
-        let set: Vec<usize> = (0..new_cols.len())
-            .filter(|&i| !matches!(new_cols[i], ColumnRef::UnchangedToast))
-            .collect();
-        let key_cols: Vec<ColumnRef<'_>>;
-        let key_from: &[ColumnRef<'_>] = match old {
-            Some(OldTuple::Key(k)) => {
-                key_cols = k.iter().collect();
-                &key_cols
-            }
-            _ => &new_cols,
-        };
-        let mut old_key = Vec::with_capacity(target.key.len());
-        for &i in &target.key {
-            old_key.push(text(key_from[i], what)?);
+        let old_key = rows::values(&image.old, &key, what)?;
+        let mut new_key = Vec::with_capacity(key.len());
+        for &i in &key {
+            new_key.push(image.new_key_value(i, what)?);
         }
-        let mut new_key = Vec::with_capacity(target.key.len());
-        for (j, &i) in target.key.iter().enumerate() {
-            new_key.push(match new_cols[i] {
-                ColumnRef::UnchangedToast => old_key[j],
-                c => text(c, what)?,
-            });
-        }
-        let mut values = Vec::with_capacity(set.len());
-        for &i in &set {
-            values.push(text(new_cols[i], what)?);
+        let mut values = Vec::with_capacity(image.set.len());
+        for &i in &image.set {
+            values.push(rows::text(image.new[i], what)?);
         }
         let nparams = old_key.len() + values.len();
         let keys = [fingerprint(&old_key), fingerprint(&new_key)];
@@ -539,7 +589,13 @@ impl ApplySink {
             &keys[..]
         };
         let run = self
-            .push(relid, RunKind::Update(set), nparams, keys)
+            .push(
+                &target,
+                relid,
+                RunKind::Update(key, image.set.clone()),
+                nparams,
+                keys,
+            )
             .await?;
         run.push_params(old_key.iter().chain(&values).copied(), keys);
         self.count(new);
@@ -549,38 +605,20 @@ impl ApplySink {
     async fn delete(&mut self, rels: &RelationCache, relid: u32, old: &OldTuple) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let what = target.name.as_str();
-        if let OldTuple::Old(_) = old {
-            let cols: Vec<Column> = old.tuple().columns().collect();
-            let mut params = Vec::with_capacity(cols.len());
-            for c in &cols {
-                params.push(value(c, what)?);
-            }
-            self.flush_run().await?;
-            let stmt = self
-                .statement(StmtKey::DeleteFull(relid), || {
-                    sql::delete_full(&target.table, &target.all_cols())
-                })
-                .await?;
-            let o = Outcome {
-                kind: Kind::Delete,
-                table: target.name.clone(),
-                expected: 1,
-                affected: 0,
-            };
-            self.exec.execute(stmt, Params::Row(params), o).await?;
+        let cols: Vec<ColumnRef<'_>> = old.tuple().iter().collect();
+        let full = matches!(old, OldTuple::Old(_));
+        let Some(key) = target.match_key(full).map(<[usize]>::to_vec) else {
+            self.by_whole_row(&target, relid, &cols, None).await?;
             self.count(old.tuple());
             return Ok(());
-        }
-        let cols: Vec<ColumnRef<'_>> = old.tuple().iter().collect();
-        let mut key = Vec::with_capacity(target.key.len());
-        for &i in &target.key {
-            key.push(text(cols[i], what)?);
-        }
-        let fp = [fingerprint(&key)];
+        };
+        let values = rows::values(&cols, &key, what)?;
+        let fp = [fingerprint(&values)];
+        let nparams = key.len();
         let run = self
-            .push(relid, RunKind::Delete, target.key.len(), &fp)
+            .push(&target, relid, RunKind::Delete(key), nparams, &fp)
             .await?;
-        run.push_params(key.iter().copied(), &fp);
+        run.push_params(values.iter().copied(), &fp);
         self.count(old.tuple());
         Ok(())
     }
@@ -593,10 +631,11 @@ impl ApplySink {
     ) -> Result<()> {
         let mut tables = Vec::new();
         for &relid in relids {
-            if self.skipping(relid) {
+            if self.txns.skipping(relid) {
                 continue;
             }
-            tables.push(self.target(rels, relid).await?.table.clone());
+            let t = self.target(rels, relid).await?;
+            tables.push((t.table.clone(), t.only));
         }
         if tables.is_empty() {
             return Ok(());
@@ -607,112 +646,40 @@ impl ApplySink {
         Ok(())
     }
 
-    /// Writes the progress row and commits the open group; notes the destination's WAL
-    /// position of the commit.
+    /// Commits the open group, when it holds complete source transactions and none is
+    /// half received.
     async fn commit_group(&mut self) -> Result<()> {
         self.flush_run().await?;
         self.settle().await?;
-        let Some(group) = self.group.take() else {
+        let Some((end, commit_ts)) = self.txns.close_group() else {
             return Ok(());
         };
-        let Some((end, commit_ts)) = group.last_end else {
-            // Opened for a transaction that has not ended: keep it open.
-            self.group = Some(group);
-            return Ok(());
-        };
-        let client = &self.dest.client;
-        let end_text = end.to_string();
-        client
-            .execute(
-                progress::UPSERT_SQL,
-                &[
-                    &self.sub.name,
-                    &self.sub.system_id,
-                    &self.sub.slot,
-                    &self.sub.publications,
-                    &end_text,
-                    &commit_ts,
-                ],
-            )
-            .await
-            .map_err(sql_err("recording progress in pgsub.progress"))?;
-        let rows = client
-            .simple_query("COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text")
-            .await
-            .map_err(sql_err("committing on the destination"))?;
-        let dest_lsn = rows
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-                _ => None,
-            })
-            .unwrap_or(Lsn(u64::MAX));
-        crate::failpoint::hit(crate::failpoint::AFTER_DEST_COMMIT);
-        self.pending_flush.push_back((end, dest_lsn));
+        self.durability
+            .commit(&self.dest.client, end, &commit_ts, &mut self.conflicts)
+            .await?;
         self.stats.groups += 1;
         Ok(())
-    }
-
-    /// Moves `durable` past every committed group the destination has flushed.
-    async fn check_flushed(&mut self) -> Result<()> {
-        if self.pending_flush.is_empty() {
-            return Ok(());
-        }
-        let flushed: Lsn = self
-            .dest
-            .client
-            .query_one("SELECT pg_catalog.pg_current_wal_flush_lsn()::text", &[])
-            .await
-            .map_err(sql_err("reading the destination's WAL flush position"))?
-            .get::<_, String>(0)
-            .parse()
-            .unwrap_or_default();
-        while let Some(&(end, dest_lsn)) = self.pending_flush.front() {
-            if dest_lsn > flushed {
-                break;
-            }
-            self.durable = self.durable.max(end);
-            self.pending_flush.pop_front();
-        }
-        Ok(())
-    }
-
-    fn group_full(&self) -> bool {
-        self.group.as_ref().is_some_and(|g| {
-            g.changes >= self.limits.changes
-                || g.bytes >= self.limits.bytes
-                || g.opened.elapsed() >= self.limits.age
-        })
     }
 
     async fn on_message(&mut self, rels: &RelationCache, msg: &PgOutput) -> Result<()> {
         match msg {
             PgOutput::Begin(b) => {
-                let skip = b.final_lsn < self.skip_before;
-                self.txn = Some(SourceTxn {
-                    final_lsn: b.final_lsn,
-                    skip,
-                });
-                if !skip {
-                    self.begin_group().await?;
+                if self.txns.begin(b.final_lsn) == Begun::Open {
+                    self.exec.simple("BEGIN").await?;
                 }
             }
             PgOutput::Commit(c) => {
-                let txn = self.txn.take();
-                if txn.is_some_and(|t| t.skip) {
+                if self.txns.commit(c.end_lsn, c.commit_ts.to_string()) {
                     self.stats.skipped_transactions += 1;
-                    if self.group.is_none() && self.pending_flush.is_empty() {
-                        self.durable = self.durable.max(c.end_lsn);
+                    if !self.txns.group_open() {
+                        self.durability.skipped(c.end_lsn);
                     }
                     return Ok(());
                 }
                 // The run stays open: the next source transaction's changes may join it,
                 // since they go into the same destination transaction.
-                if let Some(g) = self.group.as_mut() {
-                    g.last_end = Some((c.end_lsn, c.commit_ts.to_string()));
-                }
                 self.stats.transactions += 1;
-                if self.group_full() {
+                if self.txns.group_full() {
                     self.commit_group().await?;
                 }
             }
@@ -720,20 +687,15 @@ impl ApplySink {
                 // Columns may have changed: look the destination up again next time.
                 self.flush_run().await?;
                 self.targets.remove(&r.relid);
-                self.stmts.retain(|k, _| match k {
-                    StmtKey::Update(id, _)
-                    | StmtKey::Delete(id)
-                    | StmtKey::UpdateFull(id, _)
-                    | StmtKey::DeleteFull(id) => *id != r.relid,
-                });
+                self.stmts.retain(|k, _| k.relid() != r.relid);
             }
-            PgOutput::Insert(m) if !self.skipping(m.relid) => {
+            PgOutput::Insert(m) if !self.txns.skipping(m.relid) => {
                 self.insert(rels, m.relid, &m.new).await?;
             }
-            PgOutput::Update(m) if !self.skipping(m.relid) => {
+            PgOutput::Update(m) if !self.txns.skipping(m.relid) => {
                 self.update(rels, m.relid, m.old.as_ref(), &m.new).await?;
             }
-            PgOutput::Delete(m) if !self.skipping(m.relid) => {
+            PgOutput::Delete(m) if !self.txns.skipping(m.relid) => {
                 self.delete(rels, m.relid, &m.old).await?;
             }
             PgOutput::Truncate(t) => {
@@ -776,7 +738,7 @@ impl ApplySink {
             }),
         )
         .await?;
-        let skip = self.txn.as_ref().is_some_and(|t| t.skip);
+        let skip = self.txns.skipping_transaction();
         let mut decoder = Decoder::within_stream_block();
         while let Some(bytes) = reader.next_message()? {
             let msg = decoder.decode(bytes).map_err(|e| {
@@ -813,12 +775,12 @@ impl ApplySink {
 
     /// Commits what is open and waits until the destination has flushed it.
     async fn flush_everything(&mut self) -> Result<()> {
-        if self.txn.is_none() {
+        if !self.txns.in_transaction() {
             self.commit_group().await?;
         }
-        while !self.pending_flush.is_empty() {
-            self.check_flushed().await?;
-            if !self.pending_flush.is_empty() {
+        while self.durability.waiting() {
+            self.durability.check(&self.dest.client).await?;
+            if self.durability.waiting() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -854,47 +816,53 @@ impl Sink for ApplySink {
     }
 
     async fn durable(&mut self, _processed: Lsn) -> Result<Lsn> {
-        if self.txn.is_none() && self.group.as_ref().is_some_and(|g| g.last_end.is_some()) {
+        if !self.txns.in_transaction() && self.txns.group_committable() {
             self.commit_group().await?;
         }
-        self.check_flushed().await?;
-        Ok(self.durable)
+        self.durability.check(&self.dest.client).await?;
+        Ok(self.durability.durable())
     }
 
     async fn make_durable(&mut self, _processed: Lsn) -> Result<Lsn> {
         self.flush_everything().await?;
-        if self.txn.is_some() {
+        if self.txns.in_transaction() {
             // Stopped inside a source transaction: roll back its uncommitted part; it is
             // sent again next time.
             self.run = None;
-            if self.group.take().is_some() {
+            if self.txns.abandon() {
                 let _ = self.exec.barrier().await;
                 let _ = self.dest.client.batch_execute("ROLLBACK").await;
             }
         }
-        Ok(self.durable)
+        Ok(self.durability.durable())
     }
 
     fn publish_metrics(&self) {
-        use crate::metrics::*;
-        let Some(r) = registry() else { return };
-        let s = &self.stats;
-        r.set(&APPLIED_TRANSACTIONS_TOTAL, &[], s.transactions as f64);
-        r.set(
-            &SKIPPED_TRANSACTIONS_TOTAL,
-            &[],
-            s.skipped_transactions as f64,
-        );
-        r.set(&DEST_TRANSACTIONS_TOTAL, &[], s.groups as f64);
-        for (op, n) in [
-            ("insert", s.inserted),
-            ("update", s.updated),
-            ("delete", s.deleted),
-            ("truncate", s.truncates),
-        ] {
-            r.set(&APPLIED_ROWS_TOTAL, &[("op", op)], n as f64);
+        stats::publish(&self.stats, &self.conflicts);
+    }
+}
+
+/// An UPDATE cannot set a `GENERATED ALWAYS AS IDENTITY` column: where the old value is
+/// known (a key column, or every column under REPLICA IDENTITY FULL) and changed, stop
+/// with what to do, rather than leave the old value silently.
+fn check_identity_unchanged(target: &Target, image: &UpdateImage<'_>) -> Result<()> {
+    for (i, c) in target.cols.iter().enumerate() {
+        if !c.identity_always || !(image.full || target.key.contains(&i)) {
+            continue;
+        }
+        let old = rows::text(image.old[i], &target.name)?;
+        let new = image.new_key_value(i, &target.name)?;
+        if old != new {
+            return Err(Error::Config(format!(
+                "the source changed column \"{}\" of {}, which is GENERATED ALWAYS AS IDENTITY on the destination and so cannot be set by an UPDATE: make it GENERATED BY DEFAULT on the destination (ALTER TABLE {} ALTER COLUMN {} SET GENERATED BY DEFAULT)",
+                c.name,
+                target.name,
+                target.table,
+                c.ident()
+            )));
         }
     }
+    Ok(())
 }
 
 /// A spool directory of this process under the system's temporary directory.
@@ -903,7 +871,8 @@ fn default_spool_dir() -> std::path::PathBuf {
 }
 
 /// REPLICA IDENTITY of a relation, for preflight messages.
-pub fn identity_name(r: ReplicaIdentity) -> &'static str {
+pub fn identity_name(r: crate::pgoutput::ReplicaIdentity) -> &'static str {
+    use crate::pgoutput::ReplicaIdentity;
     match r {
         ReplicaIdentity::Default => "default (primary key)",
         ReplicaIdentity::Nothing => "nothing",

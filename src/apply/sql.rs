@@ -1,22 +1,25 @@
-//! The text of the statements that apply runs of changes, and the COPY text encoding of
-//! rows. Pure functions: everything here is tested without a server.
+//! The text of the statements that apply changes, and the COPY text encoding of rows.
+//! Pure functions: everything here is tested without a server.
 //!
 //! Values arrive in the text output format of their type; every statement takes them as
-//! `text` (or `text[]`) parameters and casts them to the destination column's type, the
-//! input function undoing the source's output function:
+//! `text` (or `text[]`) parameters and casts them to the destination column's type
+//! *without* its modifier, so that assigning to the column applies the modifier the way
+//! the type's input function does: a value too long for `varchar(5)` is an error, never
+//! cut. A plain table is named with `ONLY` (changes never reach inheritance children); a
+//! partitioned one without (its partitions hold the rows).
 //!
 //! ```text
-//! INSERT  COPY "s"."t" ("id", "v") FROM STDIN                          one COPY per run
-//! UPDATE  UPDATE "s"."t" AS t SET "v" = u.c2::text                      one statement per run
-//!           FROM unnest($1::text[], $2::text[]) AS u(c1, c2)            of one shape (the same
-//!          WHERE t."id" = u.c1::integer                                 columns left unchanged)
-//! DELETE  DELETE FROM "s"."t" AS t USING unnest($1::text[]) AS u(c1)
+//! INSERT  COPY "s"."t" ("id", "v") FROM STDIN                         one COPY per run
+//! UPDATE  UPDATE ONLY "s"."t" AS t SET "v" = u.c2::text               one statement per run
+//!           FROM unnest($1::text[], $2::text[]) AS u(c1, c2)           of one shape (the same
+//!          WHERE t."id" = u.c1::integer                                columns left unchanged)
+//! DELETE  DELETE FROM ONLY "s"."t" AS t USING unnest($1::text[]) AS u(c1)
 //!          WHERE t."id" = u.c1::integer
-//! FULL    … WHERE t.ctid = (SELECT ctid FROM "s"."t" WHERE ROW(…::text) IS NOT DISTINCT
-//!          FROM ROW($1, …) LIMIT 1)                                     exactly one row
+//! FULL    … WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ONLY "s"."t"
+//!          WHERE "a" = $1::text::integer AND "b" IS NULL LIMIT 1)     exactly one row
 //! ```
 
-use postgres_protocol::escape::escape_identifier;
+use super::target::Col;
 
 /// Appends `value` in COPY text format (backslash escapes), or `\N` for NULL.
 pub fn copy_text_value(value: Option<&[u8]>, out: &mut Vec<u8>) {
@@ -35,34 +38,16 @@ pub fn copy_text_value(value: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
-/// `"schema"."table"`.
-pub fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", escape_identifier(schema), escape_identifier(table))
-}
-
-/// A destination column as statements use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Col {
-    /// Column name (unquoted).
-    pub name: String,
-    /// Its type as `format_type` spells it, e.g. `character varying(10)`.
-    pub type_sql: String,
-}
-
-impl Col {
-    fn ident(&self) -> String {
-        escape_identifier(&self.name)
-    }
+fn list(cols: &[&Col]) -> String {
+    cols.iter()
+        .map(|c| c.ident())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `COPY table (cols) FROM STDIN`.
 pub fn copy_in(table: &str, cols: &[&Col]) -> String {
-    let list = cols
-        .iter()
-        .map(|c| c.ident())
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("COPY {table} ({list}) FROM STDIN")
+    format!("COPY {table} ({}) FROM STDIN", list(cols))
 }
 
 fn unnest(n: usize) -> String {
@@ -77,95 +62,131 @@ fn unnest(n: usize) -> String {
     format!("unnest({params}) AS u({names})")
 }
 
-/// `t.k1 = u.c1::type AND …`: the key columns against the first unnest columns.
-fn key_matches(keys: &[&Col]) -> String {
+/// `t.k1 = u.c1::type AND …`: the key columns against the unnest columns `first…`.
+fn key_matches(keys: &[&Col], first: usize) -> String {
     keys.iter()
         .enumerate()
-        .map(|(i, c)| format!("t.{} = u.c{}::{}", c.ident(), i + 1, c.type_sql))
+        .map(|(i, c)| format!("t.{} = u.c{}::{}", c.ident(), first + i, c.cast))
         .collect::<Vec<_>>()
         .join(" AND ")
 }
 
 /// Set-based update of a run: `keys` match the old key, `set` are assigned. Parameters:
 /// one `text[]` per key column, then one per set column.
-pub fn update_by_key(table: &str, keys: &[&Col], set: &[&Col]) -> String {
+pub fn update_by_key(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> String {
     let n = keys.len() + set.len();
     let assignments = set
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{} = u.c{}::{}", c.ident(), keys.len() + i + 1, c.type_sql))
+        .map(|(i, c)| format!("{} = u.c{}::{}", c.ident(), keys.len() + i + 1, c.cast))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "UPDATE {table} AS t SET {assignments} FROM {} WHERE {}",
+        "UPDATE {only}{table} AS t SET {assignments} FROM {} WHERE {}",
         unnest(n),
-        key_matches(keys)
+        key_matches(keys, 1)
+    )
+}
+
+/// After an update run changed fewer rows than it had: which of its rows (by ordinality)
+/// have no row with their new key now — those found no row. `new_key` gives, for each
+/// key column, the parameter (1-based) that holds its new value. Same parameters as
+/// [`update_by_key`].
+pub fn update_probe(
+    table: &str,
+    only: &str,
+    keys: &[&Col],
+    nparams: usize,
+    new_key: &[usize],
+) -> String {
+    let params = (1..=nparams)
+        .map(|i| format!("${i}::text[]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (1..=nparams)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let matches = keys
+        .iter()
+        .zip(new_key)
+        .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "SELECT u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) \
+         WHERE NOT EXISTS (SELECT FROM {only}{table} AS t WHERE {matches}) ORDER BY u.o"
     )
 }
 
 /// Set-based delete of a run by key. Parameters: one `text[]` per key column.
-pub fn delete_by_key(table: &str, keys: &[&Col]) -> String {
+pub fn delete_by_key(table: &str, only: &str, keys: &[&Col]) -> String {
     format!(
-        "DELETE FROM {table} AS t USING {} WHERE {}",
+        "DELETE FROM {only}{table} AS t USING {} WHERE {}",
         unnest(keys.len()),
-        key_matches(keys)
+        key_matches(keys, 1)
     )
 }
 
-/// The `ctid` of one row whose every column equals the old row (compared as text, NULL
-/// equal to NULL): REPLICA IDENTITY FULL identifies a row by all its columns, and a table
-/// without a key may hold duplicates, of which exactly one is changed. Parameters `$1…`
-/// are the old values.
-fn one_row_equal_to(table: &str, all: &[&Col]) -> String {
-    let left = all
+/// One row whose every column equals the old row (REPLICA IDENTITY FULL without a
+/// destination key): each column compared with its type's equality, a NULL with
+/// `IS NULL`; a table without a key may hold duplicates, of which exactly one is
+/// changed. `tableoid` and `ctid` together name one row even across partitions.
+/// Parameters `$1…` are the old values that are not NULL, in column order.
+fn one_row_equal_to(table: &str, only: &str, all: &[&Col], nulls: &[bool]) -> String {
+    let mut p = 0;
+    let conds = all
         .iter()
-        .map(|c| format!("{}::text", c.ident()))
+        .zip(nulls)
+        .map(|(c, &null)| {
+            if null {
+                format!("{} IS NULL", c.ident())
+            } else {
+                p += 1;
+                format!("{} = ${p}::text::{}", c.ident(), c.cast)
+            }
+        })
         .collect::<Vec<_>>()
-        .join(", ");
-    let right = (1..=all.len())
-        .map(|i| format!("${i}::text"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "(SELECT ctid FROM {table} WHERE ROW({left}) IS NOT DISTINCT FROM ROW({right}) LIMIT 1)"
-    )
+        .join(" AND ");
+    format!("(SELECT tableoid, ctid FROM {only}{table} WHERE {conds} LIMIT 1)")
 }
 
-/// Update of one row identified by its whole old image. Parameters: the old values of
-/// `all`, then the new values of `set`.
-pub fn update_full(table: &str, all: &[&Col], set: &[&Col]) -> String {
+/// Update of one row identified by its whole old image. Parameters: the old values
+/// that are not NULL, then the new values of `set`.
+pub fn update_full(table: &str, only: &str, all: &[&Col], nulls: &[bool], set: &[&Col]) -> String {
+    let first = nulls.iter().filter(|n| !**n).count();
     let assignments = set
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "{} = ${}::text::{}",
-                c.ident(),
-                all.len() + i + 1,
-                c.type_sql
-            )
-        })
+        .map(|(i, c)| format!("{} = ${}::text::{}", c.ident(), first + i + 1, c.cast))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "UPDATE {table} SET {assignments} WHERE ctid = {}",
-        one_row_equal_to(table, all)
+        "UPDATE {only}{table} SET {assignments} WHERE (tableoid, ctid) = {}",
+        one_row_equal_to(table, only, all, nulls)
     )
 }
 
-/// Delete of one row identified by its whole old image. Parameters: the old values.
-pub fn delete_full(table: &str, all: &[&Col]) -> String {
+/// Delete of one row identified by its whole old image. Parameters: the old values
+/// that are not NULL.
+pub fn delete_full(table: &str, only: &str, all: &[&Col], nulls: &[bool]) -> String {
     format!(
-        "DELETE FROM {table} WHERE ctid = {}",
-        one_row_equal_to(table, all)
+        "DELETE FROM {only}{table} WHERE (tableoid, ctid) = {}",
+        one_row_equal_to(table, only, all, nulls)
     )
 }
 
-/// `TRUNCATE ONLY …`: never cascading, as the built-in worker replays it.
-pub fn truncate(tables: &[String], restart_identity: bool) -> String {
+/// `TRUNCATE ONLY a, b, …`: never cascading, as the built-in worker replays it; each
+/// plain table with its own `ONLY` (its inheritance children are not truncated), a
+/// partitioned one without (its partitions are).
+pub fn truncate(tables: &[(String, &str)], restart_identity: bool) -> String {
     format!(
-        "TRUNCATE ONLY {}{}",
-        tables.join(", "),
+        "TRUNCATE {}{} RESTRICT",
+        tables
+            .iter()
+            .map(|(t, only)| format!("{only}{t}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         if restart_identity {
             " RESTART IDENTITY"
         } else {
@@ -181,7 +202,11 @@ mod tests {
     fn col(name: &str, ty: &str) -> Col {
         Col {
             name: name.into(),
-            type_sql: ty.into(),
+            cast: ty.into(),
+            source_type: ty.into(),
+            dest_type: ty.into(),
+            write: true,
+            identity_always: false,
         }
     }
 
@@ -196,51 +221,66 @@ mod tests {
 
     #[test]
     fn identifiers_are_quoted() {
-        assert_eq!(qualified("Public", "we\"ird"), r#""Public"."we""ird""#);
         let c = col("Id", "integer");
         assert_eq!(copy_in("t", &[&c]), r#"COPY t ("Id") FROM STDIN"#);
     }
 
     #[test]
-    fn update_by_key_numbers_parameters_keys_first() {
+    fn update_by_key_numbers_parameters_keys_first_and_casts_without_typmod() {
         let id = col("id", "bigint");
-        let v = col("v", "character varying(10)");
+        let v = col("v", "character varying");
         assert_eq!(
-            update_by_key("t", &[&id], &[&id, &v]),
-            r#"UPDATE t AS t SET "id" = u.c2::bigint, "v" = u.c3::character varying(10) FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, c3) WHERE t."id" = u.c1::bigint"#
+            update_by_key("t", "ONLY ", &[&id], &[&id, &v]),
+            r#"UPDATE ONLY t AS t SET "id" = u.c2::bigint, "v" = u.c3::character varying FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, c3) WHERE t."id" = u.c1::bigint"#
         );
     }
 
     #[test]
-    fn delete_by_composite_key() {
+    fn probe_of_an_update_run_looks_for_the_new_keys() {
+        let id = col("id", "bigint");
+        assert_eq!(
+            update_probe("t", "ONLY ", &[&id], 3, &[2]),
+            r#"SELECT u.o FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(c1, c2, c3, o) WHERE NOT EXISTS (SELECT FROM ONLY t AS t WHERE t."id" = u.c2::bigint) ORDER BY u.o"#
+        );
+    }
+
+    #[test]
+    fn delete_by_composite_key_of_a_partitioned_table_has_no_only() {
         let a = col("a", "integer");
         let b = col("b", "text");
         assert_eq!(
-            delete_by_key("t", &[&a, &b]),
+            delete_by_key("t", "", &[&a, &b]),
             r#"DELETE FROM t AS t USING unnest($1::text[], $2::text[]) AS u(c1, c2) WHERE t."a" = u.c1::integer AND t."b" = u.c2::text"#
         );
     }
 
     #[test]
-    fn full_identity_changes_one_row_compared_as_text() {
+    fn full_identity_compares_values_by_type_and_nulls_with_is_null() {
         let a = col("a", "integer");
         let b = col("b", "text");
         assert_eq!(
-            delete_full("t", &[&a, &b]),
-            r#"DELETE FROM t WHERE ctid = (SELECT ctid FROM t WHERE ROW("a"::text, "b"::text) IS NOT DISTINCT FROM ROW($1::text, $2::text) LIMIT 1)"#
+            delete_full("t", "ONLY ", &[&a, &b], &[false, true]),
+            r#"DELETE FROM ONLY t WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ONLY t WHERE "a" = $1::text::integer AND "b" IS NULL LIMIT 1)"#
         );
-        assert!(
-            update_full("t", &[&a, &b], &[&b])
-                .starts_with(r#"UPDATE t SET "b" = $3::text::text WHERE ctid ="#)
+        assert_eq!(
+            update_full("t", "", &[&a, &b], &[true, false], &[&b]),
+            r#"UPDATE t SET "b" = $2::text::text WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM t WHERE "a" IS NULL AND "b" = $1::text::text LIMIT 1)"#
         );
     }
 
     #[test]
-    fn truncate_never_cascades() {
+    fn truncate_never_cascades_and_names_each_plain_table_with_only() {
         assert_eq!(
-            truncate(&["a".into(), "b".into()], true),
-            "TRUNCATE ONLY a, b RESTART IDENTITY"
+            truncate(
+                &[
+                    ("a".into(), "ONLY "),
+                    ("p".into(), ""),
+                    ("b".into(), "ONLY ")
+                ],
+                true
+            ),
+            "TRUNCATE ONLY a, p, ONLY b RESTART IDENTITY RESTRICT"
         );
-        assert!(!truncate(&["a".into()], false).contains("CASCADE"));
+        assert!(!truncate(&[("a".into(), "ONLY ")], false).contains("CASCADE"));
     }
 }

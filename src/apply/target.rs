@@ -1,20 +1,53 @@
-//! Where a source relation's rows go: the destination table of the same schema and name,
-//! its columns matched to the source's by name (never by position or OID), and the
-//! columns that identify a row.
+//! Where a source relation's rows go: the destination table of the same schema and name
+//! ([`DestTable`]), its columns matched to the source's by name (never by position or
+//! OID), the columns that find a row, and whether changes may be applied set-based.
 //!
 //! A Relation message describes the published columns in order; row messages carry
 //! values in that order. A [`Target`] maps each of those positions to a destination column
-//! (with its type, for the casts in [`super::sql`]), and is rebuilt whenever a new
-//! Relation message arrives for the relation, since columns may have been added or
-//! dropped on the source.
+//! and is rebuilt whenever a new Relation message arrives for the relation, since columns
+//! may have been added or dropped on the source.
+//!
+//! How a row is found, as the built-in worker finds it:
+//! - by the source's replica-identity key (`K` images, or the new row when the key did
+//!   not change);
+//! - under REPLICA IDENTITY FULL (`O` images), by the destination's own key (replica
+//!   identity index, else primary key) when every column of it is published; otherwise
+//!   by every column, each compared with its type's equality, NULL equal to NULL, and one
+//!   matching row changed.
 
 use tokio_postgres::Client;
 
-use super::sql::{Col, qualified};
+use super::table::{self, DestTable, Equality};
 use crate::dest::SqlError;
 use crate::error::{Error, Result};
+use crate::pg::ident;
 use crate::pgoutput::{Relation, RelationColumn, ReplicaIdentity};
 use crate::stream::relations::RelationCache;
+
+/// A destination column, as statements use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Col {
+    /// Column name (unquoted).
+    pub name: String,
+    /// The type values are cast to: the destination's, without its modifier.
+    pub cast: String,
+    /// The source column's type with its modifier, for messages.
+    pub source_type: String,
+    /// The destination column's type with its modifier, for messages.
+    pub dest_type: String,
+    /// False for a generated column of the source that is generated on the destination
+    /// too: the destination computes it.
+    pub write: bool,
+    /// `GENERATED ALWAYS AS IDENTITY` on the destination: inserted, never updated.
+    pub identity_always: bool,
+}
+
+impl Col {
+    /// The quoted name.
+    pub fn ident(&self) -> String {
+        ident::ident(&self.name)
+    }
+}
 
 /// The destination of one source relation.
 #[derive(Debug, Clone)]
@@ -23,12 +56,24 @@ pub struct Target {
     pub table: String,
     /// `schema.table`, for messages.
     pub name: String,
+    /// `ONLY ` for a plain table, nothing for a partitioned one.
+    pub only: &'static str,
     /// Destination column for each published source column, in the source's order.
     pub cols: Vec<Col>,
-    /// Positions (in the source's order) of the replica-identity columns.
+    /// Positions (in the source's order) of the source's replica-identity columns.
     pub key: Vec<usize>,
+    /// Under REPLICA IDENTITY FULL: positions of the destination's key columns, when it
+    /// has a key and every column of it is published.
+    pub full_key: Option<Vec<usize>>,
     /// The source's replica identity.
     pub replica_identity: ReplicaIdentity,
+    /// Updates and deletes are applied one row per statement, in source order.
+    pub order_sensitive: bool,
+    /// Inserts too (a row trigger fires).
+    pub row_triggers: bool,
+    /// Columns whose type has no equality: a row cannot be found by comparing every
+    /// column (REPLICA IDENTITY FULL without a usable destination key).
+    pub no_equality: Vec<String>,
 }
 
 impl Target {
@@ -37,69 +82,67 @@ impl Target {
         positions.iter().map(|&i| &self.cols[i]).collect()
     }
 
-    /// Every column.
-    pub fn all_cols(&self) -> Vec<&Col> {
-        self.cols.iter().collect()
+    /// The positions of every written column.
+    pub fn written(&self) -> Vec<usize> {
+        (0..self.cols.len())
+            .filter(|&i| self.cols[i].write)
+            .collect()
     }
-}
 
-/// A destination column as the catalog describes it.
-#[derive(Debug, Clone)]
-struct DestColumn {
-    name: String,
-    type_sql: String,
-    generated: bool,
-}
-
-async fn dest_columns(
-    client: &Client,
-    schema: &str,
-    table: &str,
-) -> Result<Option<Vec<DestColumn>>> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| SqlError::new("reading the destination's version", e))?
-        .get(0);
-    let generated = if version >= 120000 {
-        "a.attgenerated <> ''"
-    } else {
-        "false"
-    };
-    let rows = client
-        .query(
-            &format!(
-                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), {generated} \
-                 FROM pg_catalog.pg_attribute a \
-                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') \
-                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-            ),
-            &[&schema, &table],
-        )
-        .await
-        .map_err(|e| SqlError::new(format!("reading the columns of {schema}.{table} on the destination"), e))?;
-    if rows.is_empty() {
-        return Ok(None);
+    /// The positions an UPDATE may set: written, and not `GENERATED ALWAYS AS
+    /// IDENTITY` on the destination.
+    pub fn updatable(&self) -> Vec<usize> {
+        (0..self.cols.len())
+            .filter(|&i| self.cols[i].write && !self.cols[i].identity_always)
+            .collect()
     }
-    Ok(Some(
-        rows.iter()
-            .map(|r| DestColumn {
-                name: r.get(0),
-                type_sql: r.get(1),
-                generated: r.get(2),
+
+    /// The columns that find a row of a change whose old image is `full` (the whole row)
+    /// or a key: positions in the source's order, or `None` when every column is
+    /// compared.
+    pub fn match_key(&self, full: bool) -> Option<&[usize]> {
+        if full {
+            self.full_key.as_deref()
+        } else {
+            Some(&self.key)
+        }
+    }
+
+    /// The columns of a value that did not fit, named with both types: the published
+    /// columns whose destination type differs from the source's.
+    pub fn narrower_columns(&self) -> String {
+        let cols: Vec<String> = self
+            .cols
+            .iter()
+            .filter(|c| c.source_type != c.dest_type)
+            .map(|c| {
+                format!(
+                    "\"{}\" is {} on the source and {} on the destination",
+                    c.name, c.source_type, c.dest_type
+                )
             })
-            .collect(),
-    ))
+            .collect();
+        if cols.is_empty() {
+            format!(
+                "every published column of {} has the source's type",
+                self.name
+            )
+        } else {
+            cols.join("; ")
+        }
+    }
 }
 
 /// The destination's spelling of a source column's type: built-in types (OIDs below
 /// 10000 are the same on every server) through `format_type`, user types by the name
 /// their Type message gave.
-async fn type_sql(client: &Client, c: &RelationColumn, types: &RelationCache) -> Result<String> {
+pub async fn source_type_sql(
+    client: &Client,
+    c: &RelationColumn,
+    types: &RelationCache,
+) -> Result<String> {
     if let Some(t) = types.get_type(c.type_oid) {
-        return Ok(qualified(
+        return Ok(ident::qualified(
             if t.namespace.is_empty() {
                 "pg_catalog"
             } else {
@@ -119,74 +162,168 @@ async fn type_sql(client: &Client, c: &RelationColumn, types: &RelationCache) ->
         .map_err(|e| Error::from(SqlError::new(format!("naming the type with OID {oid}"), e)))
 }
 
-/// Builds the target of `rel` from the destination's catalog. With `add_columns`, a
-/// published column the destination lacks is added (`--schema create`); otherwise it is
-/// an error naming it.
+/// How to resolve targets.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolveOptions {
+    /// Add a published column the destination lacks (`--schema create`).
+    pub add_columns: bool,
+    /// `session_replication_role = replica` is in effect.
+    pub replica_role: bool,
+}
+
+/// Builds the target of `rel` from the destination's catalog. `source_generated`: the
+/// columns that are generated on the source (published by PostgreSQL 18).
 pub async fn resolve(
     client: &Client,
     rel: &Relation,
     types: &RelationCache,
-    add_columns: bool,
+    source_generated: &[String],
+    opts: ResolveOptions,
+    equality: &mut Equality,
 ) -> Result<Target> {
     let schema = rel.schema();
     let name = format!("{schema}.{}", rel.name);
-    let Some(mut dest) = dest_columns(client, schema, &rel.name).await? else {
-        return Err(Error::Config(format!(
+    let missing_table = || {
+        Error::Config(format!(
             "table {name} is published on the source but does not exist on the destination: create it (pg_dump --schema-only, or run sync with --schema create)"
-        )));
+        ))
     };
-    for c in &rel.columns {
-        if add_columns && !dest.iter().any(|d| d.name == c.name) {
-            let ty = type_sql(client, c, types).await?;
-            let sql = format!(
-                "ALTER TABLE {} ADD COLUMN {} {ty}",
-                qualified(schema, &rel.name),
-                postgres_protocol::escape::escape_identifier(&c.name)
-            );
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| SqlError::new(format!("adding column \"{}\" to {name}", c.name), e))?;
-            tracing::info!(table = %name, column = %c.name, r#type = %ty, "added a column the source added");
-            dest.push(DestColumn {
-                name: c.name.clone(),
-                type_sql: ty,
-                generated: false,
-            });
+    let mut dest = table::read(client, schema, &rel.name, opts.replica_role)
+        .await?
+        .ok_or_else(missing_table)?;
+    if opts.add_columns {
+        let mut added = false;
+        for c in &rel.columns {
+            if dest.column(&c.name).is_none() {
+                let ty = source_type_sql(client, c, types).await?;
+                let sql = format!(
+                    "ALTER TABLE {} ADD COLUMN {} {ty}",
+                    dest.qualified(),
+                    ident::ident(&c.name)
+                );
+                client.batch_execute(&sql).await.map_err(|e| {
+                    SqlError::new(format!("adding column \"{}\" to {name}", c.name), e)
+                })?;
+                tracing::info!(table = %name, column = %c.name, r#type = %ty, "added a column the source added");
+                added = true;
+            }
+        }
+        if added {
+            dest = table::read(client, schema, &rel.name, opts.replica_role)
+                .await?
+                .ok_or_else(missing_table)?;
         }
     }
+    build(client, rel, types, source_generated, &dest, equality).await
+}
+
+async fn build(
+    client: &Client,
+    rel: &Relation,
+    types: &RelationCache,
+    source_generated: &[String],
+    dest: &DestTable,
+    equality: &mut Equality,
+) -> Result<Target> {
+    let name = dest.display();
     let mut cols = Vec::with_capacity(rel.columns.len());
+    let mut no_equality = Vec::new();
     for c in &rel.columns {
-        let Some(d) = dest.iter().find(|d| d.name == c.name) else {
+        let Some(d) = dest.column(&c.name) else {
             return Err(Error::Config(format!(
                 "column \"{}\" of table {name} is published on the source but does not exist on the destination: add it there (ALTER TABLE {} ADD COLUMN …), or run sync with --schema create",
                 c.name,
-                qualified(schema, &rel.name)
+                dest.qualified()
             )));
         };
-        if d.generated {
+        let generated_on_source = source_generated.contains(&c.name);
+        if d.generated && !generated_on_source {
             return Err(Error::Config(format!(
                 "column \"{}\" of table {name} is a generated column on the destination, but the source publishes values for it: make it an ordinary column on the destination, or stop publishing it",
                 c.name
             )));
         }
+        if !equality.has(client, d.type_oid).await? {
+            no_equality.push(c.name.clone());
+        }
         cols.push(Col {
             name: d.name.clone(),
-            type_sql: d.type_sql.clone(),
+            cast: d.base_type_sql.clone(),
+            source_type: source_type_sql(client, c, types).await?,
+            dest_type: d.type_sql.clone(),
+            write: !d.generated,
+            identity_always: d.identity_always,
         });
     }
-    let key = rel
+    let key: Vec<usize> = rel
         .columns
         .iter()
         .enumerate()
         .filter(|(_, c)| c.is_key())
         .map(|(i, _)| i)
         .collect();
+    let full = rel.replica_identity == ReplicaIdentity::Full;
+    let full_key = dest.key.as_ref().filter(|_| full).and_then(|k| {
+        k.iter()
+            .map(|name| cols.iter().position(|c| &c.name == name))
+            .collect::<Option<Vec<usize>>>()
+    });
+    let match_names: Vec<String> = match (&full_key, full) {
+        (Some(k), _) => k.iter().map(|&i| cols[i].name.clone()).collect(),
+        (None, false) => key.iter().map(|&i| cols[i].name.clone()).collect(),
+        (None, true) => Vec::new(),
+    };
     Ok(Target {
-        table: qualified(schema, &rel.name),
+        table: dest.qualified(),
         name,
+        only: dest.only(),
+        order_sensitive: dest.order_sensitive(&match_names),
+        row_triggers: dest.row_triggers,
         cols,
         key,
+        full_key,
         replica_identity: rel.replica_identity,
+        no_equality,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, source: &str, dest: &str) -> Col {
+        Col {
+            name: name.into(),
+            cast: dest.into(),
+            source_type: source.into(),
+            dest_type: dest.into(),
+            write: true,
+            identity_always: false,
+        }
+    }
+
+    #[test]
+    fn a_value_too_wide_names_the_columns_with_both_types() {
+        let t = Target {
+            table: "\"s\".\"t\"".into(),
+            name: "s.t".into(),
+            only: "ONLY ",
+            cols: vec![
+                col("id", "integer", "integer"),
+                col("v", "character varying(10)", "character varying(5)"),
+            ],
+            key: vec![0],
+            full_key: None,
+            replica_identity: ReplicaIdentity::Default,
+            order_sensitive: false,
+            row_triggers: false,
+            no_equality: vec![],
+        };
+        assert_eq!(
+            t.narrower_columns(),
+            "\"v\" is character varying(10) on the source and character varying(5) on the destination"
+        );
+        assert_eq!(t.match_key(false), Some(&[0][..]));
+        assert_eq!(t.match_key(true), None);
+    }
 }

@@ -286,6 +286,9 @@ pub struct SyncArgs {
     /// Directory for the spool files of streamed transactions (default: under the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// Conflicts (an insert of an existing key, an update or delete that finds no row): log (as the built-in worker: a missing row is logged, counted and skipped; an existing key stops pgsub) or error (any conflict stops pgsub, nothing of its transaction applied). Every conflict is counted in pgsub.conflicts, the summary, the metrics and `pgsub status`.
+    #[arg(long, value_enum, default_value_t = crate::apply::conflicts::OnConflict::Log)]
+    pub on_conflict: crate::apply::conflicts::OnConflict,
 }
 
 impl SyncArgs {

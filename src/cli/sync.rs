@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use super::args::{Cli, SyncArgs};
 use super::summary;
-use crate::apply::progress::{self, Progress};
-use crate::apply::{ApplySink, GroupLimits, Subscription};
+use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
 use crate::conn::ErrorClass;
 use crate::conn::replication::SnapshotAction;
 use crate::conninfo::Conninfo;
@@ -33,6 +32,7 @@ use crate::schema::{self, SchemaMode};
 use crate::source::run::{self, RunEnd, RunOptions, Until};
 use crate::source::tables::{self, PublishedTable};
 use crate::source::{self, SlotRequest, slots};
+use crate::state::progress::{self, Progress};
 use crate::stream::Session;
 use crate::stream::relations::OidMap;
 
@@ -174,7 +174,7 @@ async fn sync_once(
 ) -> Result<RunEnd> {
     let name = args.name.clone().unwrap_or_else(|| args.slot.clone());
     let dest = dest::connect(dst).await?;
-    progress::setup(&dest.client).await?;
+    crate::state::setup(&dest.client).await?;
     let stored = progress::read(&dest.client, &name).await?;
 
     let mut conn = source::connect(src, true).await?;
@@ -194,18 +194,15 @@ async fn sync_once(
     // What to copy: recorded before the slot exists, so that a run killed at any point
     // after this still copies them next time.
     let existing = slots::find(&mut conn, &args.slot).await?;
-    let mut states = copy::table_states(&dest.client, &name).await?;
+    let mut states = crate::state::tables::states(&dest.client, &name).await?;
     if args.copy_data().unwrap_or(existing.is_none()) && states.is_empty() {
-        copy::plan_tables(&dest.client, &name, &tables).await?;
-        states = copy::table_states(&dest.client, &name).await?;
+        let relations: Vec<String> = tables.iter().map(PublishedTable::qualified_name).collect();
+        crate::state::tables::plan(&dest.client, &name, &relations).await?;
+        states = crate::state::tables::states(&dest.client, &name).await?;
     }
     let to_copy: Vec<PublishedTable> = tables
         .iter()
-        .filter(|t| {
-            states
-                .get(&t.qualified_name())
-                .is_some_and(|(ready, _)| !ready)
-        })
+        .filter(|t| states.get(&t.qualified_name()).is_some_and(|s| !s.ready))
         .cloned()
         .collect();
     check_privileges(&mut conn, &dest.client, &tables, &to_copy).await?;
@@ -288,14 +285,18 @@ async fn sync_once(
         if let Some(c2) = temp {
             c2.close().await; // the temporary slot goes with its connection
         }
-        states = copy::table_states(&dest.client, &name).await?;
+        states = crate::state::tables::states(&dest.client, &name).await?;
     }
 
     // Streaming, from the stored progress (the server starts at the later of that and the
     // slot's confirmed position).
     let mut snapshots = OidMap::default();
     for t in &tables {
-        if let Some((true, Some(lsn))) = states.get(&t.qualified_name()) {
+        if let Some(crate::state::tables::CopyState {
+            ready: true,
+            snapshot_lsn: Some(lsn),
+        }) = states.get(&t.qualified_name())
+        {
             snapshots.insert(t.relid, *lsn);
         }
     }
@@ -323,6 +324,11 @@ async fn sync_once(
         .await?;
     tracing::info!(slot = %args.slot, name = %name, start = %start, target = %target.map_or_else(|| "none".into(), |t| t.to_string()), options = %options.to_sql(), "streaming");
     let mut session = Session::new(start);
+    let source_generated = tables
+        .iter()
+        .filter(|t| !t.generated_columns.is_empty())
+        .map(|t| (t.relid, t.generated_columns.clone()))
+        .collect();
     let mut sink = ApplySink::new(
         dest,
         Subscription {
@@ -334,12 +340,17 @@ async fn sync_once(
         applied,
         snapshots,
         GroupLimits::default(),
-    )
-    .add_columns(args.schema == SchemaMode::Create);
-    if let Some(dir) = &args.spool_dir {
-        // One directory per run: the spool is removed with it.
-        sink = sink.spool_dir(dir.join(format!("pgsub-spool-{}", std::process::id())));
-    }
+        ApplyOptions {
+            add_columns: args.schema == SchemaMode::Create,
+            on_conflict: args.on_conflict,
+            source_generated,
+            // One directory per run: the spool is removed with it.
+            spool_dir: args
+                .spool_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("pgsub-spool-{}", std::process::id()))),
+        },
+    );
     let end = run::run(
         &mut conn,
         &mut session,
@@ -389,7 +400,7 @@ async fn check_privileges(
     }
     let mut unwritable = Vec::new();
     for t in tables {
-        let qualified = crate::apply::sql::qualified(&t.schema, &t.name);
+        let qualified = crate::pg::ident::qualified(&t.schema, &t.name);
         let allowed: Option<bool> = dest
             .query_one(
                 "SELECT CASE WHEN pg_catalog.to_regclass($1) IS NOT NULL THEN \
@@ -488,13 +499,10 @@ fn report(cli: &Cli, end: &RunEnd, session: &Session, sink: &ApplySink) -> Resul
                 s.updated,
                 s.deleted,
                 s.truncates,
-                if s.update_missing + s.delete_missing > 0 {
-                    format!(
-                        "; {} updates and {} deletes found no row (the destination differed)",
-                        s.update_missing, s.delete_missing
-                    )
-                } else {
-                    String::new()
+                match sink.conflicts().summary() {
+                    c if c.is_empty() => String::new(),
+                    c =>
+                        format!("; conflicts: {c} (the destination differed; see pgsub.conflicts)"),
                 }
             ),
         );

@@ -202,6 +202,11 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
             .map_err(|e| SqlError::new(ctx("plan_cache_mode"), e))?;
     }
     let replica_role = set_replica_role(&client).await?;
+    if !replica_role {
+        tracing::warn!(
+            "cannot set session_replication_role = replica on the destination (it needs a superuser, a role granted SET on it, or the aiven_extras extension): triggers and foreign keys on the destination fire while changes are applied"
+        );
+    }
     Ok(Dest {
         client: std::sync::Arc::new(client),
         target,
@@ -210,8 +215,10 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
     })
 }
 
-/// `session_replication_role = replica`, directly or through `aiven_extras`.
-async fn set_replica_role(client: &Client) -> Result<bool> {
+/// `session_replication_role = replica`, directly or through `aiven_extras`: triggers
+/// and foreign keys then behave as under a native subscription (also for the initial
+/// copy, whose tables arrive in any order). Returns whether it is in effect.
+pub async fn set_replica_role(client: &Client) -> Result<bool> {
     if client
         .batch_execute("SET session_replication_role = replica")
         .await
@@ -235,8 +242,5 @@ async fn set_replica_role(client: &Client) -> Result<bool> {
     {
         return Ok(true);
     }
-    tracing::warn!(
-        "cannot set session_replication_role = replica on the destination (it needs a superuser, a role granted SET on it, or the aiven_extras extension): triggers and foreign keys on the destination fire while changes are applied"
-    );
     Ok(false)
 }

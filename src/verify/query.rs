@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
-use crate::apply::sql::qualified;
+use crate::pg::ident::qualified;
 use crate::source::tables::PublishedTable;
 
 /// Settings both sides read under, so that equal values print equal.

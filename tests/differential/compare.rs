@@ -15,7 +15,10 @@ pub async fn connect(conninfo: &str) -> Client {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    client.batch_execute(SETTINGS).await.expect("comparison settings");
+    client
+        .batch_execute(SETTINGS)
+        .await
+        .expect("comparison settings");
     client
 }
 

@@ -68,7 +68,9 @@ async fn workload(conninfo: &str, schema: &Schema, rng: &mut Rng, phase: i64) ->
     let mut tasks = Vec::new();
     for s in 0..sessions {
         let mut session = Session::new(schema, phase * 10 + s + 1, rng.fork());
-        let txns: Vec<String> = (0..rng.range(10, 25)).map(|_| session.transaction()).collect();
+        let txns: Vec<String> = (0..rng.range(10, 25))
+            .map(|_| session.transaction())
+            .collect();
         let conninfo = conninfo.to_owned();
         tasks.push(tokio::spawn(async move {
             let client = compare::connect(&conninfo).await;
@@ -114,7 +116,14 @@ fn options(rng: &mut Rng, version: u32) -> (Vec<String>, String) {
 fn add_column(twin: &Twin, schema: &mut Schema, rng: &mut Rng) {
     let i = rng.below(schema.tables.len() as u64) as usize;
     let ty = rng
-        .pick(&[Ty::Text, Ty::Int8, Ty::Numeric, Ty::Timestamptz, Ty::Jsonb, Ty::Bool])
+        .pick(&[
+            Ty::Text,
+            Ty::Int8,
+            Ty::Numeric,
+            Ty::Timestamptz,
+            Ty::Jsonb,
+            Ty::Bool,
+        ])
         .clone();
     let t = &mut schema.tables[i];
     let sql = format!(
@@ -204,7 +213,11 @@ async fn compare_all(twin: &Twin, schema: &Schema) -> (String, String) {
 /// The trigger log of a replica, as one line.
 fn audit(twin: &Twin, native: bool) -> String {
     let q = "SELECT coalesce(string_agg(tbl || ':' || op || ':' || n, ' ' ORDER BY seq), '') FROM public.diff_audit";
-    if native { twin.native(q) } else { twin.pgsub(q) }
+    if native {
+        twin.native(q)
+    } else {
+        twin.pgsub(q)
+    }
 }
 
 fn run_seed(seed: u64) -> Outcome {
@@ -217,6 +230,14 @@ fn run_seed(seed: u64) -> Outcome {
         "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
         twin.db
     ));
+    if std::env::var_os("PGSUB_DIFF_VERBOSE").is_some() {
+        eprintln!(
+            "seed {seed} source:\n{}\n{}",
+            schema.source_ddl(),
+            schema.publications_ddl()
+        );
+        eprintln!("seed {seed} destinations:\n{}", schema.dest_ddl());
+    }
     twin.source(&schema.source_ddl());
     twin.dests(&schema.dest_ddl());
     let rt = runtime();
@@ -241,7 +262,10 @@ fn run_seed(seed: u64) -> Outcome {
     if settled {
         if let Err(e) = copies_done(&twin) {
             let run = oracle::stop(background);
-            panic!("seed {seed}: the initial copies did not finish: {e}\npgsub:\n{}", tail(&run.stderr));
+            panic!(
+                "seed {seed}: the initial copies did not finish: {e}\npgsub:\n{}",
+                tail(&run.stderr)
+            );
         }
         twin.dests("DELETE FROM public.diff_audit");
     }
@@ -388,7 +412,10 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
             _ => None,
         };
         if let Some(e) = bad {
-            failures.push(format!("seed {} (rerun with PGSUB_DIFF_SEED={}): {e}", o.seed, o.seed));
+            failures.push(format!(
+                "seed {} (rerun with PGSUB_DIFF_SEED={}): {e}",
+                o.seed, o.seed
+            ));
         }
     }
     let changes: u64 = outcomes.iter().map(|o| o.done.rows).sum();

@@ -108,7 +108,9 @@ fn digits_in(rng: &mut Rng, lo: i64, hi: i64) -> String {
 }
 
 fn digits(rng: &mut Rng, n: u64) -> String {
-    (0..n.max(1)).map(|_| char::from(b'0' + rng.below(10) as u8)).collect()
+    (0..n.max(1))
+        .map(|_| char::from(b'0' + rng.below(10) as u8))
+        .collect()
 }
 
 fn two(rng: &mut Rng, hi: u64) -> String {
@@ -256,7 +258,11 @@ impl Ty {
             Ty::Time => time(rng),
             Ty::Timestamp => match rng.below(10) {
                 0 => "-infinity".into(),
-                _ => format!("{} {}", date(rng).replace("infinity", "2000-01-01"), time(rng)),
+                _ => format!(
+                    "{} {}",
+                    date(rng).replace("infinity", "2000-01-01"),
+                    time(rng)
+                ),
             },
             Ty::Timestamptz => match rng.below(10) {
                 0 => "infinity".into(),
@@ -280,12 +286,22 @@ impl Ty {
             },
             Ty::Inet => match rng.below(5) {
                 0 => "2001:db8::1".into(),
-                1 => format!("10.{}.{}.{}/24", rng.below(256), rng.below(256), rng.below(256)),
+                1 => format!(
+                    "10.{}.{}.{}/24",
+                    rng.below(256),
+                    rng.below(256),
+                    rng.below(256)
+                ),
                 2 => "::ffff:1.2.3.4".into(),
                 _ => format!("192.168.{}.{}", rng.below(256), rng.below(256)),
             },
             Ty::Cidr => rng
-                .pick(&["10.0.0.0/8", "2001:db8::/32", "192.168.1.0/24", "172.16.0.0/12"])
+                .pick(&[
+                    "10.0.0.0/8",
+                    "2001:db8::/32",
+                    "192.168.1.0/24",
+                    "172.16.0.0/12",
+                ])
                 .to_string(),
             Ty::Macaddr => (0..6)
                 .map(|_| format!("{:02x}", rng.below(256)))

@@ -44,7 +44,7 @@ impl<'a> Session<'a> {
         Session {
             schema,
             rng,
-            next_n: id * 100_000_000 + 1,
+            next_n: id * 50_000_000 + 1,
         }
     }
 
@@ -62,7 +62,11 @@ impl<'a> Session<'a> {
             KeyType::Int | KeyType::IdentityByDefault => vec![n.to_string()],
             KeyType::IdentityAlways => vec![],
             KeyType::Text => vec![format!("'k{n}'")],
-            KeyType::Uuid => vec![format!("'{:08x}-0000-4000-8000-{:012x}'", n >> 32, n & 0xffff_ffff_ffff)],
+            KeyType::Uuid => vec![format!(
+                "'{:08x}-0000-4000-8000-{:012x}'",
+                n >> 32,
+                n & 0xffff_ffff_ffff
+            )],
             KeyType::Composite => vec![(n % 97).to_string(), format!("'x{n}'")],
         }
     }
@@ -299,11 +303,12 @@ impl<'a> Session<'a> {
                 } else {
                     ""
                 };
-                let cascade = if self.schema.tables.iter().any(|o| {
-                    o.cols
-                        .iter()
-                        .any(|c| c.role == Role::Ref(t.name.clone()))
-                }) {
+                let cascade = if self
+                    .schema
+                    .tables
+                    .iter()
+                    .any(|o| o.cols.iter().any(|c| c.role == Role::Ref(t.name.clone())))
+                {
                     " CASCADE"
                 } else {
                     ""
@@ -331,7 +336,9 @@ impl<'a> Session<'a> {
                 } else {
                     "RELEASE SAVEPOINT"
                 };
-                sql.push_str(&format!("SAVEPOINT s{savepoint};\n{op}\n{end} s{savepoint};\n"));
+                sql.push_str(&format!(
+                    "SAVEPOINT s{savepoint};\n{op}\n{end} s{savepoint};\n"
+                ));
             } else {
                 sql.push_str(&op);
                 sql.push('\n');
@@ -374,7 +381,10 @@ pub async fn run(client: &Client, sql: &str, done: &mut Done) {
             done.refused += 1;
             let _ = client.batch_execute("ROLLBACK").await;
             if std::env::var_os("PGSUB_DIFF_VERBOSE").is_some() {
-                eprintln!("refused: {e}: {}", sql.chars().take(300).collect::<String>());
+                eprintln!(
+                    "refused: {e}: {}",
+                    sql.chars().take(300).collect::<String>()
+                );
             }
         }
     }

@@ -160,7 +160,12 @@ impl Twin {
     /// (native_with)` (its initial copy runs in the background) and `pgsub sync
     /// --create-slot --until caught-up pgsub_extra…` (the copy, then streaming up to the
     /// source's position). Returns pgsub's run.
-    pub fn subscribe(&mut self, publications: &[&str], native_with: &str, pgsub_extra: &[&str]) -> Run {
+    pub fn subscribe(
+        &mut self,
+        publications: &[&str],
+        native_with: &str,
+        pgsub_extra: &[&str],
+    ) -> Run {
         self.set_publications(publications, pgsub_extra);
         self.subscribe_native(native_with);
         run_args(&self.sync_args(&["--create-slot", "--until", "caught-up"]))
@@ -321,12 +326,25 @@ impl Drop for Twin {
             ),
         );
         if !std::thread::panicking() {
-            let force = if self.dst.version_num() >= 130000 { " WITH (FORCE)" } else { "" };
+            let force = if self.dst.version_num() >= 130000 {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
             for db in [&self.native_db, &self.pgsub_db] {
-                let _ = self.dst.psql("postgres", &format!("DROP DATABASE IF EXISTS {db}{force}"));
+                let _ = self
+                    .dst
+                    .psql("postgres", &format!("DROP DATABASE IF EXISTS {db}{force}"));
             }
-            let force = if self.src.version_num() >= 130000 { " WITH (FORCE)" } else { "" };
-            let _ = self.src.psql("postgres", &format!("DROP DATABASE IF EXISTS {}{force}", self.db));
+            let force = if self.src.version_num() >= 130000 {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
+            let _ = self.src.psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {}{force}", self.db),
+            );
         }
     }
 }

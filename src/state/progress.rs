@@ -1,49 +1,15 @@
-//! pgsub's own state on the destination: the `pgsub` schema with `pgsub.progress` (how far
-//! each subscription has applied, written in the same transaction as the data it covers)
-//! and `pgsub.tables` (the initial copy's state per table).
-//!
-//! ```text
-//! pgsub.progress  name (PK) · source_system_id · slot · publications[] · applied_lsn
-//!                 · commit_ts · updated_at
-//! pgsub.tables    name · relation · state (copying | ready) · snapshot_lsn · rows · bytes
-//!                 · started_at · finished_at            PK (name, relation)
-//! ```
+//! `pgsub.progress`: how far each subscription has applied, written in the same
+//! destination transaction as the data it covers.
 //!
 //! `applied_lsn` is the Commit `end_lsn` of the last source transaction applied: on start
 //! pgsub streams from it and skips every transaction whose `end_lsn` is at or below it,
-//! which is what makes a crash at any instant safe. No connection string, and so no
-//! password, is ever stored here.
+//! which is what makes a crash at any instant safe.
 
 use tokio_postgres::Client;
 
-use super::super::dest::SqlError;
-use crate::error::{Error, Result};
+use crate::dest::SqlError;
+use crate::error::Result;
 use crate::lsn::Lsn;
-
-/// Creates the schema and tables if missing.
-pub const SETUP_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS pgsub;
-CREATE TABLE IF NOT EXISTS pgsub.progress (
-    name text PRIMARY KEY,
-    source_system_id text NOT NULL,
-    slot text NOT NULL,
-    publications text[] NOT NULL,
-    applied_lsn pg_lsn NOT NULL,
-    commit_ts timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS pgsub.tables (
-    name text NOT NULL,
-    relation text NOT NULL,
-    state text NOT NULL CHECK (state IN ('copying', 'ready')),
-    snapshot_lsn pg_lsn,
-    rows bigint,
-    bytes bigint,
-    started_at timestamptz,
-    finished_at timestamptz,
-    PRIMARY KEY (name, relation)
-);
-";
 
 /// The stored progress of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,21 +34,6 @@ pub const UPSERT_SQL: &str = "INSERT INTO pgsub.progress AS p \
     commit_ts = excluded.commit_ts, updated_at = now(), slot = excluded.slot, \
     publications = excluded.publications \
     WHERE p.applied_lsn <= excluded.applied_lsn";
-
-/// Creates `pgsub.progress` and `pgsub.tables` if missing.
-pub async fn setup(client: &Client) -> Result<()> {
-    client.batch_execute(SETUP_SQL).await.map_err(|e| {
-        let hint = if e.as_db_error().map(|d| d.code().code()) == Some("42501") {
-            " (the destination role needs CREATE on the database to make the pgsub schema, or an existing pgsub schema it may write to)"
-        } else {
-            ""
-        };
-        Error::from(SqlError::new(
-            format!("creating pgsub's progress tables on the destination{hint}"),
-            e,
-        ))
-    })
-}
 
 /// Records `applied` as the progress of `name` outside any apply transaction (the start
 /// of a subscription: nothing was applied before it).

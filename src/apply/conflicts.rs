@@ -1,0 +1,248 @@
+//! Conflicts: a change that does not fit the destination's rows. Never hidden: each is
+//! counted per kind and table, logged with the table and key, shown in the summary, the
+//! metrics and `status` (through `pgsub.conflicts`, written in the apply transaction), and
+//! under `--on-conflict error` any of them stops pgsub.
+//!
+//! The kinds and what is done about them by default, as the built-in worker does
+//! (PostgreSQL 18 counts the same kinds in `pg_stat_subscription_stats`):
+//!
+//! | kind                        | change                                 | default       |
+//! |-----------------------------|----------------------------------------|---------------|
+//! | `insert_exists`             | an insert hits an existing unique key  | stop (error)  |
+//! | `update_exists`             | an update hits an existing unique key  | stop (error)  |
+//! | `update_missing`            | an update finds no row                 | skip, logged  |
+//! | `delete_missing`            | a delete finds no row                  | skip, logged  |
+//!
+//! pgsub does not tell `multiple_unique_conflicts` from `insert_exists` (the destination
+//! names the first unique index violated), nor the `*_origin_differs` kinds (it does not
+//! read the origin of destination rows).
+
+use std::collections::BTreeMap;
+
+/// What kind of conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// An insert hit an existing unique key.
+    InsertExists,
+    /// An update hit an existing unique key.
+    UpdateExists,
+    /// An update found no row.
+    UpdateMissing,
+    /// A delete found no row.
+    DeleteMissing,
+}
+
+impl ConflictKind {
+    /// The name PostgreSQL 18 gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictKind::InsertExists => "insert_exists",
+            ConflictKind::UpdateExists => "update_exists",
+            ConflictKind::UpdateMissing => "update_missing",
+            ConflictKind::DeleteMissing => "delete_missing",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [ConflictKind; 4] = [
+        ConflictKind::InsertExists,
+        ConflictKind::UpdateExists,
+        ConflictKind::UpdateMissing,
+        ConflictKind::DeleteMissing,
+    ];
+}
+
+/// What to do about a conflict (`--on-conflict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnConflict {
+    /// As the built-in worker: a row that is missing is logged and skipped; an existing
+    /// key stops pgsub.
+    #[default]
+    Log,
+    /// Any conflict stops pgsub (nothing of its transaction is applied).
+    Error,
+}
+
+/// Conflicts of one kind on one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// How many.
+    pub count: u64,
+    /// The key of the last one, as `(col, …)=(value, …)`, when known.
+    pub last_key: Option<String>,
+}
+
+/// Lines logged per table and kind before further conflicts are only counted.
+const LOGGED: u64 = 10;
+
+/// The conflicts of a run of pgsub.
+#[derive(Debug, Default)]
+pub struct Conflicts {
+    total: BTreeMap<(String, ConflictKind), Tally>,
+    /// Not yet written to `pgsub.conflicts`.
+    unsaved: BTreeMap<(String, ConflictKind), Tally>,
+}
+
+impl Conflicts {
+    /// Records `n` conflicts of `kind` on `table`; `keys` names the rows where known
+    /// (`approximate`: the keys are those of the statement, of which `n` conflicted).
+    pub fn record(
+        &mut self,
+        kind: ConflictKind,
+        table: &str,
+        n: u64,
+        keys: &[String],
+        approximate: bool,
+    ) {
+        if n == 0 {
+            return;
+        }
+        let t = self.total.entry((table.to_owned(), kind)).or_default();
+        let before = t.count;
+        t.count += n;
+        t.last_key = keys.last().cloned().or(t.last_key.take());
+        let u = self.unsaved.entry((table.to_owned(), kind)).or_default();
+        u.count += n;
+        u.last_key = t.last_key.clone();
+        let what = match kind {
+            ConflictKind::InsertExists | ConflictKind::UpdateExists => {
+                "hit an existing unique key on the destination"
+            }
+            ConflictKind::UpdateMissing => "found no row to update on the destination",
+            ConflictKind::DeleteMissing => "found no row to delete on the destination",
+        };
+        if before < LOGGED {
+            let shown: Vec<&str> = keys.iter().take(20).map(String::as_str).collect();
+            let keys_text = match (shown.is_empty(), approximate) {
+                (true, _) => "key not known".to_owned(),
+                (false, false) => shown.join(", "),
+                (false, true) => format!("among {}", shown.join(", ")),
+            };
+            tracing::warn!(
+                conflict = kind.name(),
+                table,
+                rows = n,
+                key = %keys_text,
+                "{n} change(s) {what}: the destination differs from the source{}",
+                if before + n >= LOGGED {
+                    " (further conflicts of this kind on this table are counted, not logged)"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            tracing::debug!(conflict = kind.name(), table, rows = n, "conflict");
+        }
+    }
+
+    /// Every conflict so far, by table and kind.
+    pub fn totals(&self) -> &BTreeMap<(String, ConflictKind), Tally> {
+        &self.total
+    }
+
+    /// How many conflicts of `kind` in all.
+    pub fn count(&self, kind: ConflictKind) -> u64 {
+        self.total
+            .iter()
+            .filter(|((_, k), _)| *k == kind)
+            .map(|(_, t)| t.count)
+            .sum()
+    }
+
+    /// The conflicts not yet written to the destination; they count as written from now
+    /// on (put them back with [`Conflicts::unsave`] if the write is rolled back).
+    pub fn take_unsaved(&mut self) -> BTreeMap<(String, ConflictKind), Tally> {
+        std::mem::take(&mut self.unsaved)
+    }
+
+    /// Conflicts whose write was rolled back, to be written again.
+    pub fn unsave(&mut self, back: BTreeMap<(String, ConflictKind), Tally>) {
+        for (k, t) in back {
+            let u = self.unsaved.entry(k).or_default();
+            u.count += t.count;
+            if u.last_key.is_none() {
+                u.last_key = t.last_key;
+            }
+        }
+    }
+
+    /// A one-line summary: `3 update_missing, 1 delete_missing` (empty when none).
+    pub fn summary(&self) -> String {
+        ConflictKind::ALL
+            .iter()
+            .filter_map(|&k| {
+                let n = self.count(k);
+                (n > 0).then(|| format!("{n} {}", k.name()))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `(a, b)=(1, x)`: a key as PostgreSQL's messages show one.
+pub fn describe_key(names: &[&str], values: &[Option<&[u8]>]) -> String {
+    let vals: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            None => "null".to_owned(),
+            Some(b) => String::from_utf8_lossy(b).into_owned(),
+        })
+        .collect();
+    format!("({})=({})", names.join(", "), vals.join(", "))
+}
+
+/// The key of a unique violation, from the server's detail line
+/// (`Key (k)=(1) already exists.`).
+pub fn key_of_violation(detail: Option<&str>) -> Option<String> {
+    let d = detail?;
+    let rest = d.strip_prefix("Key ")?;
+    let end = rest.rfind(" already exists")?;
+    Some(rest[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_counted_per_table_and_kind_and_saved_once() {
+        let mut c = Conflicts::default();
+        c.record(
+            ConflictKind::UpdateMissing,
+            "s.t",
+            2,
+            &["(id)=(1)".into()],
+            false,
+        );
+        c.record(ConflictKind::UpdateMissing, "s.t", 1, &[], false);
+        c.record(
+            ConflictKind::DeleteMissing,
+            "s.u",
+            1,
+            &["(id)=(9)".into()],
+            true,
+        );
+        assert_eq!(c.count(ConflictKind::UpdateMissing), 3);
+        assert_eq!(c.summary(), "3 update_missing, 1 delete_missing");
+        let saved = c.take_unsaved();
+        let t = &saved[&("s.t".to_owned(), ConflictKind::UpdateMissing)];
+        assert_eq!((t.count, t.last_key.as_deref()), (3, Some("(id)=(1)")));
+        assert!(c.take_unsaved().is_empty());
+        c.unsave(saved);
+        assert_eq!(c.take_unsaved().len(), 2);
+    }
+
+    #[test]
+    fn keys_read_like_the_servers_messages() {
+        assert_eq!(
+            describe_key(&["a", "b"], &[Some(b"1"), None]),
+            "(a, b)=(1, null)"
+        );
+        assert_eq!(
+            key_of_violation(Some("Key (k)=(1) already exists.")).as_deref(),
+            Some("(k)=(1)")
+        );
+        assert_eq!(key_of_violation(Some("something else")), None);
+    }
+}

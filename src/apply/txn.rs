@@ -1,0 +1,257 @@
+//! Which source transactions and changes are applied, and how they are grouped into
+//! destination transactions. Pure bookkeeping, no I/O.
+//!
+//! - A transaction whose commit starts before the stored progress (`final_lsn <
+//!   applied`, equivalently `end_lsn ≤ applied`) was applied before a restart: skipped.
+//! - A change to a table copied under a snapshot at `snapshot_lsn` is skipped when its
+//!   transaction committed before that snapshot (`final_lsn < snapshot_lsn`): the copy
+//!   holds it already, as the built-in table sync's rule says.
+//! - Several small source transactions share one destination transaction (a group),
+//!   closed after so many changes, bytes or milliseconds, and always between source
+//!   transactions, never inside one.
+
+use std::time::{Duration, Instant};
+
+use crate::lsn::Lsn;
+use crate::stream::relations::OidMap;
+
+/// Bounds of one destination transaction holding several source transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    /// Most source changes.
+    pub changes: u64,
+    /// Most bytes of values.
+    pub bytes: u64,
+    /// Longest time a group stays open.
+    pub age: Duration,
+}
+
+impl Default for GroupLimits {
+    fn default() -> Self {
+        GroupLimits {
+            changes: 20_000,
+            bytes: 32 << 20,
+            age: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The source transaction being received.
+#[derive(Debug, Clone, Copy)]
+struct SourceTxn {
+    final_lsn: Lsn,
+    skip: bool,
+}
+
+/// The open destination transaction.
+#[derive(Debug, Clone)]
+struct Group {
+    opened: Instant,
+    changes: u64,
+    bytes: u64,
+    /// End of the last source transaction completed in the group, and its commit time.
+    last_end: Option<(Lsn, String)>,
+}
+
+/// What a Begin means for the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// Already applied: skip it.
+    Skip,
+    /// Apply it in the open group.
+    Continue,
+    /// Apply it in a new group: open a destination transaction first.
+    Open,
+}
+
+/// Skipping and grouping.
+#[derive(Debug)]
+pub struct Transactions {
+    skip_before: Lsn,
+    table_snapshots: OidMap<Lsn>,
+    limits: GroupLimits,
+    txn: Option<SourceTxn>,
+    group: Option<Group>,
+}
+
+impl Transactions {
+    /// Skipping what committed before `applied`, and per table before its snapshot.
+    pub fn new(applied: Lsn, table_snapshots: OidMap<Lsn>, limits: GroupLimits) -> Self {
+        Transactions {
+            skip_before: applied,
+            table_snapshots,
+            limits,
+            txn: None,
+            group: None,
+        }
+    }
+
+    /// A source transaction begins.
+    pub fn begin(&mut self, final_lsn: Lsn) -> Begun {
+        let skip = final_lsn < self.skip_before;
+        self.txn = Some(SourceTxn { final_lsn, skip });
+        if skip {
+            Begun::Skip
+        } else if self.group.is_some() {
+            Begun::Continue
+        } else {
+            self.group = Some(Group {
+                opened: Instant::now(),
+                changes: 0,
+                bytes: 0,
+                last_end: None,
+            });
+            Begun::Open
+        }
+    }
+
+    /// The source transaction commits at `end` (at `commit_ts`); returns whether it was
+    /// skipped.
+    pub fn commit(&mut self, end: Lsn, commit_ts: String) -> bool {
+        let txn = self.txn.take();
+        if txn.is_some_and(|t| t.skip) {
+            return true;
+        }
+        if let Some(g) = self.group.as_mut() {
+            g.last_end = Some((end, commit_ts));
+        }
+        false
+    }
+
+    /// Whether a source transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// Whether the open source transaction is being skipped.
+    pub fn skipping_transaction(&self) -> bool {
+        self.txn.is_some_and(|t| t.skip)
+    }
+
+    /// Whether the current transaction's changes to `relid` are skipped.
+    pub fn skipping(&self, relid: u32) -> bool {
+        match &self.txn {
+            None => true,
+            Some(t) if t.skip => true,
+            Some(t) => self
+                .table_snapshots
+                .get(&relid)
+                .is_some_and(|snap| t.final_lsn < *snap),
+        }
+    }
+
+    /// Counts a change of `bytes` in the open group; returns the number of changes
+    /// before it.
+    pub fn count(&mut self, bytes: u64) -> u64 {
+        match self.group.as_mut() {
+            Some(g) => {
+                g.changes += 1;
+                g.bytes += bytes;
+                g.changes - 1
+            }
+            None => 0,
+        }
+    }
+
+    /// Whether a destination transaction is open.
+    pub fn group_open(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// Whether the open group holds a complete source transaction to commit.
+    pub fn group_committable(&self) -> bool {
+        self.group.as_ref().is_some_and(|g| g.last_end.is_some())
+    }
+
+    /// Whether the open group has reached a bound.
+    pub fn group_full(&self) -> bool {
+        self.group.as_ref().is_some_and(|g| {
+            g.changes >= self.limits.changes
+                || g.bytes >= self.limits.bytes
+                || g.opened.elapsed() >= self.limits.age
+        })
+    }
+
+    /// Closes the group for committing when no source transaction is open in it: the
+    /// end and commit time of its last source transaction. Otherwise (or with nothing
+    /// complete in it) the group stays open and `None` is returned.
+    pub fn close_group(&mut self) -> Option<(Lsn, String)> {
+        if self.txn.as_ref().is_some_and(|t| !t.skip) {
+            return None;
+        }
+        let last = self.group.as_ref()?.last_end.clone()?;
+        self.group = None;
+        Some(last)
+    }
+
+    /// Forgets the open group and source transaction (rolled back).
+    pub fn abandon(&mut self) -> bool {
+        self.txn = None;
+        self.group.take().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txns(applied: u64) -> Transactions {
+        let mut snaps = OidMap::default();
+        snaps.insert(7, Lsn(500));
+        Transactions::new(Lsn(applied), snaps, GroupLimits::default())
+    }
+
+    #[test]
+    fn a_transaction_that_committed_before_the_progress_is_skipped() {
+        let mut t = txns(100);
+        assert_eq!(t.begin(Lsn(99)), Begun::Skip);
+        assert!(t.skipping(1));
+        assert!(t.commit(Lsn(100), String::new()));
+        assert!(!t.group_open());
+        // end_lsn = 100 = progress: its commit record starts before it.
+        assert_eq!(t.begin(Lsn(100)), Begun::Open);
+        assert!(!t.skipping(1));
+    }
+
+    #[test]
+    fn a_table_copied_later_skips_changes_its_copy_holds() {
+        let mut t = txns(0);
+        t.begin(Lsn(499));
+        assert!(t.skipping(7));
+        assert!(!t.skipping(8));
+        t.commit(Lsn(520), String::new());
+        t.begin(Lsn(500));
+        assert!(!t.skipping(7));
+    }
+
+    #[test]
+    fn a_group_closes_only_between_source_transactions() {
+        let mut t = txns(0);
+        assert_eq!(t.begin(Lsn(10)), Begun::Open);
+        assert_eq!(t.close_group(), None, "nothing complete yet");
+        t.commit(Lsn(20), "ts1".into());
+        assert_eq!(t.begin(Lsn(30)), Begun::Continue);
+        assert_eq!(t.close_group(), None, "inside a source transaction");
+        t.commit(Lsn(40), "ts2".into());
+        assert_eq!(t.close_group(), Some((Lsn(40), "ts2".into())));
+        assert!(!t.group_open());
+    }
+
+    #[test]
+    fn a_group_is_full_at_its_change_bound() {
+        let mut t = Transactions::new(
+            Lsn(0),
+            OidMap::default(),
+            GroupLimits {
+                changes: 2,
+                bytes: u64::MAX,
+                age: Duration::from_secs(3600),
+            },
+        );
+        t.begin(Lsn(1));
+        t.count(10);
+        assert!(!t.group_full());
+        t.count(10);
+        assert!(t.group_full());
+    }
+}

@@ -1,0 +1,97 @@
+//! `pgsub.conflicts`: how many conflicts of each kind each subscription met on each
+//! table, with the key of the last one. Added to in the transaction that applied the
+//! changes, so the counts are exactly those of what the destination holds; a conflict that
+//! stops pgsub is written in a transaction of its own after the rollback.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::Client;
+
+use crate::apply::conflicts::{ConflictKind, Tally};
+use crate::dest::SqlError;
+use crate::error::Result;
+
+/// Adds `tallies` to the counts of subscription `name`.
+pub async fn add(
+    client: &Client,
+    name: &str,
+    tallies: &BTreeMap<(String, ConflictKind), Tally>,
+) -> Result<()> {
+    if tallies.is_empty() {
+        return Ok(());
+    }
+    let mut relations = Vec::new();
+    let mut kinds = Vec::new();
+    let mut counts = Vec::new();
+    let mut keys = Vec::new();
+    for ((relation, kind), t) in tallies {
+        relations.push(relation.clone());
+        kinds.push(kind.name().to_owned());
+        counts.push(t.count as i64);
+        keys.push(t.last_key.clone());
+    }
+    client
+        .execute(
+            "INSERT INTO pgsub.conflicts AS c (name, relation, kind, count, last_key, last_at) \
+             SELECT $1, r, k, n, l, now() FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[]) AS u(r, k, n, l) \
+             ON CONFLICT (name, relation, kind) DO UPDATE SET count = c.count + excluded.count, \
+             last_key = coalesce(excluded.last_key, c.last_key), last_at = excluded.last_at",
+            &[&name, &relations, &kinds, &counts, &keys],
+        )
+        .await
+        .map_err(|e| SqlError::new("recording conflicts in pgsub.conflicts", e))?;
+    Ok(())
+}
+
+/// One row of `pgsub.conflicts`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConflictRow {
+    /// Subscription name.
+    pub name: String,
+    /// `schema.table`.
+    pub relation: String,
+    /// Kind (`update_missing` …).
+    pub kind: String,
+    /// How many.
+    pub count: u64,
+    /// The key of the last one.
+    pub last_key: Option<String>,
+    /// When the last one was recorded.
+    pub last_at: String,
+}
+
+/// Every conflict count, for `status`; none before version 2 or when the role may not
+/// read them.
+pub async fn read(client: &Client) -> Result<Vec<ConflictRow>> {
+    let readable: bool = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('pgsub.conflicts') IS NOT NULL \
+             AND pg_catalog.has_table_privilege('pgsub.conflicts', 'SELECT')",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::new("looking for pgsub.conflicts", e))?
+        .get(0);
+    if !readable {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT name, relation, kind, count, last_key, last_at::text FROM pgsub.conflicts \
+             ORDER BY name, relation, kind",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::new("reading pgsub.conflicts", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ConflictRow {
+            name: r.get(0),
+            relation: r.get(1),
+            kind: r.get(2),
+            count: r.get::<_, i64>(3) as u64,
+            last_key: r.get(4),
+            last_at: r.get(5),
+        })
+        .collect())
+}

@@ -1,0 +1,215 @@
+//! pgsub's own state on the destination, owned here and nowhere else: the `pgsub` schema,
+//! its version, the upgrades from every earlier version, and every row pgsub writes to it.
+//!
+//! ```text
+//! pgsub.meta       schema_version                                       (one row; v2+)
+//! pgsub.progress   name (PK) · source_system_id · slot · publications[] · applied_lsn
+//!                  · commit_ts · updated_at
+//! pgsub.tables     name · relation · state (copying | ready) · snapshot_lsn · rows · bytes
+//!                  · started_at · finished_at            PK (name, relation)
+//! pgsub.conflicts  name · relation · kind · count · last_key · last_at   (v2+)
+//!                                                        PK (name, relation, kind)
+//! ```
+//!
+//! Versions: 1 is `progress` and `tables` as the first pgsub made them (no `meta`); 2 adds
+//! `meta` and `conflicts`. [`setup`] brings any earlier version to [`VERSION`] under an
+//! advisory lock and refuses a newer one, so an old destination is upgraded and a newer
+//! one is never misread. No connection string, and so no password, is ever stored here.
+
+pub mod conflicts;
+pub mod progress;
+pub mod tables;
+
+use tokio_postgres::Client;
+
+use crate::dest::SqlError;
+use crate::error::{Error, Result};
+
+/// The schema version this pgsub writes.
+pub const VERSION: i32 = 2;
+
+/// Version 1: what the first pgsub made.
+const V1: &str = "
+CREATE SCHEMA IF NOT EXISTS pgsub;
+CREATE TABLE IF NOT EXISTS pgsub.progress (
+    name text PRIMARY KEY,
+    source_system_id text NOT NULL,
+    slot text NOT NULL,
+    publications text[] NOT NULL,
+    applied_lsn pg_lsn NOT NULL,
+    commit_ts timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pgsub.tables (
+    name text NOT NULL,
+    relation text NOT NULL,
+    state text NOT NULL CHECK (state IN ('copying', 'ready')),
+    snapshot_lsn pg_lsn,
+    rows bigint,
+    bytes bigint,
+    started_at timestamptz,
+    finished_at timestamptz,
+    PRIMARY KEY (name, relation)
+);
+";
+
+/// Version 1 → 2: the version row and the conflict counts.
+const V2: &str = "
+CREATE TABLE IF NOT EXISTS pgsub.meta (schema_version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS pgsub.conflicts (
+    name text NOT NULL,
+    relation text NOT NULL,
+    kind text NOT NULL,
+    count bigint NOT NULL,
+    last_key text,
+    last_at timestamptz NOT NULL,
+    PRIMARY KEY (name, relation, kind)
+);
+";
+
+fn err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
+    move |e| {
+        let hint = if e.as_db_error().map(|d| d.code().code()) == Some("42501") {
+            " (the destination role needs CREATE on the database to make the pgsub schema, or an existing pgsub schema it may write to)"
+        } else {
+            ""
+        };
+        Error::from(SqlError::new(format!("{what}{hint}"), e))
+    }
+}
+
+/// The version of the `pgsub` schema on the destination: 0 when there is none.
+pub async fn version(client: &Client) -> Result<i32> {
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('pgsub.meta') IS NOT NULL, \
+                    pg_catalog.to_regclass('pgsub.progress') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(err("looking for pgsub's tables on the destination"))?;
+    let (meta, progress): (bool, bool) = (row.get(0), row.get(1));
+    if !meta {
+        return Ok(if progress { 1 } else { 0 });
+    }
+    let v: Option<i32> = client
+        .query_opt("SELECT max(schema_version) FROM pgsub.meta", &[])
+        .await
+        .map_err(err("reading pgsub.meta"))?
+        .and_then(|r| r.get(0));
+    Ok(v.unwrap_or(1))
+}
+
+/// Creates pgsub's schema, or upgrades it to [`VERSION`]; refuses a newer one.
+pub async fn setup(client: &Client) -> Result<()> {
+    let found = version(client).await?;
+    if found == VERSION {
+        return Ok(());
+    }
+    if found > VERSION {
+        return Err(Error::Config(format!(
+            "the destination's pgsub schema is version {found}, newer than this pgsub understands (version {VERSION}): run a pgsub at least as new as the one that wrote it"
+        )));
+    }
+    // One session upgrades at a time; the others find the work done.
+    client
+        .batch_execute("BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(7170530211)")
+        .await
+        .map_err(err("locking pgsub's schema for its upgrade"))?;
+    let result = upgrade(client).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = client
+        .batch_execute(end)
+        .await
+        .map_err(err("committing the upgrade of pgsub's schema"));
+    result?;
+    ended?;
+    if found > 0 {
+        tracing::info!(
+            from = found,
+            to = VERSION,
+            "upgraded pgsub's schema on the destination"
+        );
+    }
+    Ok(())
+}
+
+async fn upgrade(client: &Client) -> Result<()> {
+    let found = version(client).await?;
+    if found < 1 {
+        client
+            .batch_execute(V1)
+            .await
+            .map_err(err("creating pgsub's progress tables on the destination"))?;
+    }
+    if found < 2 {
+        client.batch_execute(V2).await.map_err(err(
+            "upgrading pgsub's tables on the destination to version 2",
+        ))?;
+    }
+    client
+        .batch_execute(&format!(
+            "DELETE FROM pgsub.meta; INSERT INTO pgsub.meta (schema_version) VALUES ({VERSION})"
+        ))
+        .await
+        .map_err(err("recording the version of pgsub's schema"))?;
+    Ok(())
+}
+
+/// Whether the role may read pgsub's tables (`status` on a destination it does not own).
+pub async fn readable(client: &Client) -> Result<bool> {
+    client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('pgsub.progress') IS NOT NULL \
+             AND pg_catalog.has_table_privilege('pgsub.progress', 'SELECT')",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(err("looking for pgsub.progress"))
+}
+
+/// What [`remove`] took away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The applied position of the progress row removed, if there was one.
+    pub applied_lsn: Option<String>,
+    /// Rows of `pgsub.tables` removed.
+    pub tables: u64,
+    /// Rows of `pgsub.conflicts` removed.
+    pub conflicts: u64,
+}
+
+/// Removes every row of subscription `name`; nothing when pgsub's schema does not exist
+/// (`None`).
+pub async fn remove(client: &Client, name: &str) -> Result<Option<Removed>> {
+    let v = version(client).await?;
+    if v == 0 {
+        return Ok(None);
+    }
+    let applied = client
+        .query_opt(
+            "DELETE FROM pgsub.progress WHERE name = $1 RETURNING applied_lsn::text",
+            &[&name],
+        )
+        .await
+        .map_err(err("removing the progress row"))?
+        .map(|r| r.get(0));
+    let tables = client
+        .execute("DELETE FROM pgsub.tables WHERE name = $1", &[&name])
+        .await
+        .map_err(err("removing the table-copy rows"))?;
+    let conflicts = if v >= 2 {
+        client
+            .execute("DELETE FROM pgsub.conflicts WHERE name = $1", &[&name])
+            .await
+            .map_err(err("removing the conflict counts"))?
+    } else {
+        0
+    };
+    Ok(Some(Removed {
+        applied_lsn: applied,
+        tables,
+        conflicts,
+    }))
+}

@@ -1,0 +1,88 @@
+//! `pgsub.tables`: the initial copy's state per table. A table is `copying` from before
+//! the slot exists until its data and its `ready` mark commit together; its
+//! `snapshot_lsn` is the position of the snapshot it was copied under, and the stream
+//! skips that table's changes of transactions committed before it.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use crate::dest::SqlError;
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+
+fn err(context: String) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |e| Error::from(SqlError::new(context, e))
+}
+
+/// One table's copy state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyState {
+    /// The copy committed.
+    pub ready: bool,
+    /// The position of the snapshot it was copied under.
+    pub snapshot_lsn: Option<Lsn>,
+}
+
+/// Records `relations` (`schema.table`) as `copying` unless already known (committed on
+/// its own, before the slot is made), so that a run killed before any copy finished
+/// still copies them next time.
+pub async fn plan(client: &Client, name: &str, relations: &[String]) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO pgsub.tables (name, relation, state) \
+             SELECT $1, r, 'copying' FROM unnest($2::text[]) r \
+             ON CONFLICT (name, relation) DO NOTHING",
+            &[&name, &relations],
+        )
+        .await
+        .map_err(err("recording the tables to copy in pgsub.tables".into()))?;
+    Ok(())
+}
+
+/// Copy state per relation (`schema.table`).
+pub async fn states(client: &Client, name: &str) -> Result<HashMap<String, CopyState>> {
+    let rows = client
+        .query(
+            "SELECT relation, state = 'ready', snapshot_lsn::text FROM pgsub.tables WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(err("reading pgsub.tables".into()))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let lsn: Option<String> = r.get(2);
+            (
+                r.get::<_, String>(0),
+                CopyState {
+                    ready: r.get(1),
+                    snapshot_lsn: lsn.and_then(|l| l.parse().ok()),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Marks `relation` copied under `snapshot_lsn`, in the transaction that holds its data.
+pub async fn mark_ready(
+    client: &Client,
+    name: &str,
+    relation: &str,
+    snapshot_lsn: Lsn,
+    rows: u64,
+    bytes: u64,
+) -> Result<()> {
+    let lsn = snapshot_lsn.to_string();
+    client
+        .execute(
+            "INSERT INTO pgsub.tables AS t (name, relation, state, snapshot_lsn, rows, bytes, started_at, finished_at) \
+             VALUES ($1, $2, 'ready', $3::text::pg_lsn, $4, $5, now(), clock_timestamp()) \
+             ON CONFLICT (name, relation) DO UPDATE SET state = 'ready', snapshot_lsn = excluded.snapshot_lsn, \
+             rows = excluded.rows, bytes = excluded.bytes, started_at = excluded.started_at, finished_at = excluded.finished_at",
+            &[&name, &relation, &lsn, &(rows as i64), &(bytes as i64)],
+        )
+        .await
+        .map_err(err(format!("recording the copy of {relation} in pgsub.tables")))?;
+    Ok(())
+}
