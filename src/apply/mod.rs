@@ -838,7 +838,11 @@ impl Sink for ApplySink {
     }
 
     fn publish_metrics(&self) {
-        stats::publish(&self.stats, &self.conflicts);
+        stats::publish(
+            &self.stats,
+            &self.conflicts,
+            self.targets.values().map(|t| t.name.as_str()),
+        );
     }
 }
 

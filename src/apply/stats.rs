@@ -1,6 +1,6 @@
 //! What was applied, counted: for the summary line and the metrics endpoint.
 
-use super::conflicts::Conflicts;
+use super::conflicts::{ConflictKind, Conflicts};
 
 /// Counters of what was applied.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -27,8 +27,10 @@ pub struct ApplyStats {
     pub streamed_transactions: u64,
 }
 
-/// Publishes the counters and the conflicts to the metrics registry, when metrics are on.
-pub fn publish(s: &ApplyStats, conflicts: &Conflicts) {
+/// Publishes the counters and the conflicts to the metrics registry, when metrics are on:
+/// a conflict series of each kind for every table changes were applied to (zero until one
+/// happens), and for every table a conflict happened on.
+pub fn publish<'a>(s: &ApplyStats, conflicts: &Conflicts, tables: impl Iterator<Item = &'a str>) {
     use crate::metrics::*;
     let Some(r) = registry() else { return };
     r.set(&APPLIED_TRANSACTIONS_TOTAL, &[], s.transactions as f64);
@@ -45,6 +47,15 @@ pub fn publish(s: &ApplyStats, conflicts: &Conflicts) {
         ("truncate", s.truncates),
     ] {
         r.set(&APPLIED_ROWS_TOTAL, &[("op", op)], n as f64);
+    }
+    for table in tables {
+        for kind in ConflictKind::ALL {
+            let n = conflicts
+                .totals()
+                .get(&(table.to_owned(), kind))
+                .map_or(0, |t| t.count);
+            r.set(&APPLY_CONFLICTS_TOTAL, &[("kind", kind.name()), ("table", table)], n as f64);
+        }
     }
     for ((table, kind), t) in conflicts.totals() {
         r.set(

@@ -271,11 +271,11 @@ impl Twin {
         let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             if l.contains("ERROR:")
-                && lines[i..lines.len().min(i + 3)]
+                && lines[i.saturating_sub(2)..lines.len().min(i + 4)]
                     .iter()
                     .any(|c| c.contains(&format!("pg_{oid}")) || c.contains(&self.native_db))
             {
-                out.push(*l);
+                out.extend(lines[i..lines.len().min(i + 3)].iter().copied());
             }
         }
         out.dedup();
