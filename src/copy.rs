@@ -202,12 +202,44 @@ async fn copy_one(
             "starting the copy of {name} on the destination"
         )))?;
     // A partitioned destination holds its rows in its partitions: no ONLY for it.
-    let dest_only = match crate::apply::table::read(&dst, &t.schema, &t.name, false).await? {
-        Some(d) => d.only(),
+    let dest_table = match crate::apply::table::read(&dst, &t.schema, &t.name, false).await? {
+        Some(d) => d,
         None => {
             return Err(Error::Config(format!(
                 "table {name} is published on the source but does not exist on the destination: create it (pg_dump --schema-only, or run sync with --schema create)"
             )));
+        }
+    };
+    let dest_only = dest_table.only();
+    // A value that does not fit its destination column names the column and both types.
+    let write_err = || {
+        let name = name.clone();
+        let dest_table = dest_table.clone();
+        move |e: tokio_postgres::Error| {
+            let too_wide = e
+                .as_db_error()
+                .is_some_and(|d| crate::pg::sqlstate::is_value_too_wide(d.code().code()));
+            if !too_wide {
+                return Error::from(SqlError::new(format!("writing {name} on the destination"), e));
+            }
+            let narrower: Vec<String> = t
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let d = dest_table.column(&c.name)?;
+                    (d.type_sql != c.type_sql).then(|| {
+                        format!(
+                            "\"{}\" is {} on the source and {} on the destination",
+                            c.name, c.type_sql, d.type_sql
+                        )
+                    })
+                })
+                .collect();
+            Error::Config(format!(
+                "a value of {name} does not fit its destination column ({}): {}. pgsub never cuts a value; widen the destination column (ALTER TABLE … ALTER COLUMN … TYPE …) and run pgsub again",
+                crate::dest::describe(&e),
+                narrower.join("; ")
+            ))
         }
     };
     if plan.truncate_first {
@@ -237,7 +269,7 @@ async fn copy_one(
     let sink = dst
         .copy_in::<_, Bytes>(&format!("COPY {table} ({cols}) FROM STDIN{format}"))
         .await
-        .map_err(err(format!("writing {name} on the destination")))?;
+        .map_err(write_err())?;
     let mut out = std::pin::pin!(out);
     let mut sink = std::pin::pin!(sink);
     let mut bytes = 0u64;
@@ -268,18 +300,13 @@ async fn copy_one(
             }
             sink.send(batch.split().freeze())
                 .await
-                .map_err(err(format!("writing {name} on the destination")))?;
+                .map_err(write_err())?;
         }
     }
     if !batch.is_empty() {
-        sink.send(batch.freeze())
-            .await
-            .map_err(err(format!("writing {name} on the destination")))?;
+        sink.send(batch.freeze()).await.map_err(write_err())?;
     }
-    let rows = sink
-        .finish()
-        .await
-        .map_err(err(format!("writing {name} on the destination")))?;
+    let rows = sink.finish().await.map_err(write_err())?;
     if let Some(r) = crate::metrics::registry() {
         r.set(
             &crate::metrics::COPY_BYTES,

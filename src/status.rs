@@ -106,6 +106,8 @@ pub struct Status {
     pub destination: Option<String>,
     /// Subscriptions into the destination.
     pub subscriptions: Vec<Subscription>,
+    /// Conflicts pgsub met, per subscription, table and kind (`pgsub.conflicts`).
+    pub conflicts: Vec<crate::state::conflicts::ConflictRow>,
     /// Things to act on.
     pub warnings: Vec<String>,
 }
@@ -199,6 +201,7 @@ pub async fn gather(src: &Conninfo, dst: Option<&Conninfo>) -> Result<Status> {
     let mut warnings: Vec<String> = slots.iter().filter_map(|s| slot_warning(&s.info)).collect();
 
     let mut subs = Vec::new();
+    let mut conflicts = Vec::new();
     if let Some(dst) = dst {
         let client = crate::dest::connect_client(dst, "destination").await?;
         let natives = subscriptions::native_subscriptions(&client).await?;
@@ -216,6 +219,13 @@ pub async fn gather(src: &Conninfo, dst: Option<&Conninfo>) -> Result<Status> {
         for p in subscriptions::progress_rows(&client).await? {
             subs.push(pgsub(p, &slots, current, system_id.as_deref()));
         }
+        conflicts = crate::state::conflicts::read(&client).await?;
+        let total: u64 = conflicts.iter().map(|c| c.count).sum();
+        if total > 0 {
+            warnings.push(format!(
+                "pgsub met {total} conflict(s) applying changes (listed above): the destination's rows differed from the source's; run `pgsub verify` to see what differs now"
+            ));
+        }
     }
     Ok(Status {
         source: src.redacted(),
@@ -226,6 +236,7 @@ pub async fn gather(src: &Conninfo, dst: Option<&Conninfo>) -> Result<Status> {
         senders,
         destination: dst.map(Conninfo::redacted),
         subscriptions: subs,
+        conflicts,
         warnings,
     })
 }

@@ -364,6 +364,7 @@ impl ApplySink {
         };
         let target = self.targets[&run.relid].clone();
         let rows = run.rows as u64;
+        self.stats.statements += 1;
         match &run.kind {
             RunKind::Insert => {
                 let cols = target.cols_at(&target.written());
@@ -509,6 +510,7 @@ impl ApplySink {
             .collect();
         let desc = conflicts::describe_key(&names, &old_values);
         self.flush_run().await?;
+        self.stats.statements += 1;
         let all = target.cols_at(&written);
         let (stmt, kind) = match new {
             Some((new_cols, set)) => {

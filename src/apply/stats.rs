@@ -23,6 +23,9 @@ pub struct ApplyStats {
     pub delete_missing: u64,
     /// Truncate statements.
     pub truncates: u64,
+    /// Statements sent to apply rows (a run of many rows is one statement; where order
+    /// is observable, each row is one).
+    pub statements: u64,
     /// Streamed transactions applied from the spool (counted in `transactions` too).
     pub streamed_transactions: u64,
 }

@@ -28,6 +28,8 @@ pub struct DestColumn {
     pub type_oid: u32,
     /// Type as `format_type` spells it, with its modifier (`character varying(5)`).
     pub type_sql: String,
+    /// Type modifier (`atttypmod`; -1 for none).
+    pub typmod: i32,
     /// The type without its modifier (`character varying`): values are cast to this, so
     /// that assigning to the column applies the modifier the way input does (an error
     /// for a value too long, never a silent cut). `character` and `bit` become `bpchar`
@@ -140,7 +142,7 @@ pub async fn read(
                 "SELECT a.attname::text, a.atttypid::int8, pg_catalog.format_type(a.atttypid, a.atttypmod), \
                         CASE a.atttypid::int8 WHEN 1042 THEN 'pg_catalog.bpchar' WHEN 1014 THEN 'pg_catalog.bpchar[]' \
                              WHEN 1560 THEN 'pg_catalog.varbit' WHEN 1561 THEN 'pg_catalog.varbit[]' \
-                             ELSE pg_catalog.format_type(a.atttypid, NULL) END, {generated}, a.attidentity::text = 'a' \
+                             ELSE pg_catalog.format_type(a.atttypid, NULL) END, {generated}, a.attidentity::text = 'a', a.atttypmod \
                  FROM pg_catalog.pg_attribute a \
                  WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
             ),
@@ -156,6 +158,7 @@ pub async fn read(
             base_type_sql: r.get(3),
             generated: r.get(4),
             identity_always: r.get(5),
+            typmod: r.get(6),
         })
         .collect();
     // The table and, when partitioned, every partition: their indexes and triggers all

@@ -130,6 +130,26 @@ fn text(s: &Status) -> String {
             }
         }
     }
+    if !s.conflicts.is_empty() {
+        let _ = writeln!(o, "  conflicts pgsub met:");
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<32} {:<16} {:>8}  last key, last seen",
+            "name", "table", "kind", "count"
+        );
+        for c in &s.conflicts {
+            let _ = writeln!(
+                o,
+                "  {:<24} {:<32} {:<16} {:>8}  {}, {}",
+                c.name,
+                c.relation,
+                c.kind,
+                c.count,
+                c.last_key.as_deref().unwrap_or("-"),
+                c.last_at
+            );
+        }
+    }
     for w in &s.warnings {
         let _ = writeln!(o, "warning: {w}");
     }

@@ -491,13 +491,14 @@ fn report(cli: &Cli, end: &RunEnd, session: &Session, sink: &ApplySink) -> Resul
         super::say(
             cli,
             &format!(
-                "pgsub sync: applied {} transactions in {} destination transactions ({} skipped as already applied): {} rows inserted, {} updated, {} deleted, {} truncates{}",
+                "pgsub sync: applied {} transactions in {} destination transactions ({} skipped as already applied): {} rows inserted, {} updated, {} deleted in {} statements, {} truncates{}",
                 s.transactions,
                 s.groups,
                 s.skipped_transactions,
                 s.inserted,
                 s.updated,
                 s.deleted,
+                s.statements,
                 s.truncates,
                 match sink.conflicts().summary() {
                     c if c.is_empty() => String::new(),

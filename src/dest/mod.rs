@@ -70,6 +70,9 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             if let Some(h) = db.hint() {
                 s.push_str(&format!("; HINT: {h}"));
             }
+            if let Some(w) = db.where_().filter(|w| w.starts_with("COPY ")) {
+                s.push_str(&format!("; CONTEXT: {w}"));
+            }
             s
         }
         None => e.to_string(),

@@ -47,6 +47,8 @@ pub struct PublishedColumn {
     pub constant_default: Option<String>,
     /// Generated column (not published before PostgreSQL 18).
     pub generated: bool,
+    /// Type modifier (`atttypmod`; -1 for none).
+    pub type_modifier: i32,
 }
 
 impl PublishedTable {
@@ -234,7 +236,7 @@ async fn describe(
         .simple_query(&format!(
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull, \
                     CASE WHEN d.adbin IS NOT NULL AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) !~ '[(]|nextval' \
-                         THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END, {generated} \
+                         THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END, {generated}, a.atttypmod \
              FROM pg_catalog.pg_attribute a \
              LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
              WHERE a.attrelid = {relid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
@@ -249,6 +251,7 @@ async fn describe(
             not_null: c.get_idx(3) == Some("t"),
             constant_default: c.get_idx(4).map(str::to_owned),
             generated: c.get_idx(5) == Some("t"),
+            type_modifier: c.get_idx(6).and_then(|v| v.parse().ok()).unwrap_or(-1),
         })
         .collect();
     let generated_columns = all

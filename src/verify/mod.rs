@@ -120,9 +120,16 @@ pub async fn verify(
         version(&dst_client, "destination").await?,
     );
 
-    // Native subscriptions' origins, read just before the destination's snapshot.
+    // Native subscriptions' origins, read just before the destination's snapshot, and
+    // the slots that feed the destination.
     let mut positions = Vec::new();
+    let mut feeds = Vec::new();
     for s in subscriptions::native_subscriptions(&dst_client).await? {
+        if let Some(slot) = &s.slot
+            && s.enabled
+        {
+            feeds.push(slot.clone());
+        }
         positions.push(Position {
             side: "destination",
             what: "native subscription".into(),
@@ -142,6 +149,7 @@ pub async fn verify(
     let dst_snap = export(dst_client, "destination").await?;
     for p in subscriptions::progress_rows(&dst_snap._holder).await? {
         if source_system_id.is_none_or(|id| id == p.source_system_id) {
+            feeds.push(p.slot.clone());
             positions.push(Position {
                 side: "destination",
                 what: "pgsub progress".into(),
@@ -150,6 +158,7 @@ pub async fn verify(
             });
         }
     }
+    let feeds = Arc::new(Feeds { slots: feeds });
 
     let src = Arc::new(src.clone());
     let dst = Arc::new(dst.clone());
@@ -161,8 +170,11 @@ pub async fn verify(
         while running.len() < opts.jobs.max(1) {
             let Some((i, t)) = queue.next() else { break };
             let q = TableQuery::new(&t, hash);
-            let (src, dst, snaps, opts) = (src.clone(), dst.clone(), snaps.clone(), opts.clone());
-            running.spawn(async move { (i, verify_table(&src, &dst, &snaps, q, &opts).await) });
+            let (src, dst, snaps, opts, feeds) =
+                (src.clone(), dst.clone(), snaps.clone(), opts.clone(), feeds.clone());
+            running.spawn(async move {
+                (i, verify_table(&src, &dst, &snaps, q, &opts, &feeds).await)
+            });
         }
         let Some(done) = running.join_next().await else {
             break;
@@ -190,12 +202,26 @@ async fn verify_table(
     src: &Conninfo,
     dst: &Conninfo,
     snaps: &(String, String),
-    q: TableQuery,
+    mut q: TableQuery,
     opts: &Options,
+    feeds: &Feeds,
 ) -> Result<TableReport> {
     let mut report = TableReport::new(&q);
     let s = import(src, "source", &snaps.0).await?;
     let d = import(dst, "destination", &snaps.1).await?;
+    // A partitioned destination table holds its rows in its partitions; a plain one is
+    // read without its inheritance children, as changes are applied to it.
+    q.dest_partitioned = first_value(
+        &d,
+        &format!(
+            "SELECT c.relkind::text FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass({})",
+            escape_literal(&q.relation_text())
+        ),
+        "destination",
+    )
+    .await?
+    .as_deref()
+        == Some("p");
     let ctx = |side: &str| format!("reading {} on the {side}", q.name);
     let src_rows = s
         .simple_query_raw(&q.scan(true))
@@ -256,7 +282,7 @@ async fn verify_table(
     let s = session(src, "source").await?;
     let d = session(dst, "destination").await?;
     let first = tally.diffs.len();
-    let diffs = settle(&s, &d, &q, tally.diffs, opts.settle).await?;
+    let diffs = settle(&s, &d, &q, tally.diffs, opts.settle, feeds).await?;
     report.settled = (first - diffs.len()) as u64;
     for kind in [DiffKind::Missing, DiffKind::Extra, DiffKind::Different] {
         let of_kind: Vec<&Diff> = diffs.iter().filter(|d| d.kind == kind).collect();
@@ -273,20 +299,21 @@ async fn verify_table(
     Ok(report)
 }
 
-/// Reads the current hash of each key on one side (for a multiset: the count of rows
-/// with each hash).
+/// Reads the current rows of each key on one side: the hash of every row with that key
+/// (a key held twice on a side without the constraint counts twice); for a multiset, the
+/// key is the row hash and it repeats once per row.
 async fn current(
     client: &Client,
     q: &TableQuery,
     source: bool,
     keys: &[Vec<String>],
-) -> Result<HashMap<Vec<String>, i64>> {
+) -> Result<HashMap<Vec<String>, Vec<i64>>> {
     let what = format!(
         "re-checking {} on the {}",
         q.name,
         if source { "source" } else { "destination" }
     );
-    let mut out = HashMap::new();
+    let mut out: HashMap<Vec<String>, Vec<i64>> = HashMap::new();
     for chunk in keys.chunks(RECHECK_BATCH) {
         let n = q.key_len();
         for r in text_rows(client, &q.recheck(source, chunk), &what).await? {
@@ -294,71 +321,143 @@ async fn current(
                 .iter()
                 .map(|v| v.clone().unwrap_or_default())
                 .collect();
-            let v = r[n]
+            let v: i64 = r[n]
                 .as_deref()
                 .and_then(|h| h.parse().ok())
                 .unwrap_or_default();
-            out.insert(key, v);
+            let rows = out.entry(key.clone()).or_default();
+            if q.is_multiset() {
+                // (hash, count): the hash is the key, once per row.
+                let hash: i64 = key[0].parse().unwrap_or_default();
+                rows.extend(std::iter::repeat_n(hash, v.max(0) as usize));
+            } else {
+                rows.push(v);
+            }
         }
+    }
+    for rows in out.values_mut() {
+        rows.sort_unstable();
     }
     Ok(out)
 }
 
-/// Re-reads the differing keys until they agree or `patience` runs out, and returns what
-/// still differs.
+/// The slots that feed the destination from this source (pgsub's and enabled native
+/// subscriptions'), read on the source to tell whether a difference can still settle.
+#[derive(Debug, Default)]
+struct Feeds {
+    slots: Vec<String>,
+}
+
+impl Feeds {
+    /// Whether the destination holds everything the source had committed at `at`: each
+    /// feeding slot has confirmed `at`, or nothing streams from it (so nothing more will
+    /// arrive). With no feeding slot known, nothing replicates into the destination.
+    async fn caught_up(&self, s: &Client, at: Lsn) -> Result<bool> {
+        if self.slots.is_empty() {
+            return Ok(true);
+        }
+        let names: Vec<String> = self.slots.iter().map(|n| escape_literal(n)).collect();
+        let rows = text_rows(
+            s,
+            &format!(
+                "SELECT active::text, confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots \
+                 WHERE slot_name IN ({})",
+                names.join(", ")
+            ),
+            "reading the source's slots",
+        )
+        .await?;
+        Ok(rows.iter().all(|r| {
+            let active = r[0].as_deref() == Some("true");
+            let confirmed = r[1].as_deref().and_then(|l| l.parse::<Lsn>().ok());
+            !active || confirmed.is_some_and(|c| c >= at)
+        }))
+    }
+}
+
+/// How the rows of one key compare now.
+fn compare_rows(src: Option<&Vec<i64>>, dst: Option<&Vec<i64>>) -> Option<(DiffKind, usize)> {
+    let empty = Vec::new();
+    let (a, b) = (src.unwrap_or(&empty), dst.unwrap_or(&empty));
+    if a == b {
+        return None;
+    }
+    Some(match a.len().cmp(&b.len()) {
+        std::cmp::Ordering::Greater => (DiffKind::Missing, a.len() - b.len()),
+        std::cmp::Ordering::Less => (DiffKind::Extra, b.len() - a.len()),
+        std::cmp::Ordering::Equal => (DiffKind::Different, 1),
+    })
+}
+
+/// Re-reads the differing keys until they agree, or are confirmed, or `patience` runs
+/// out, and returns what still differs.
+///
+/// A difference is confirmed as soon as one round shows it while the destination holds
+/// everything the source had (every feeding slot confirmed the source position read
+/// just after the source's rows, or streams no more) and the source's rows of the key
+/// did not change during the round (read before and after the destination's). Only
+/// differences that cannot be confirmed — replication still running behind — wait for
+/// `patience`.
 async fn settle(
     s: &Client,
     d: &Client,
     q: &TableQuery,
     mut diffs: Vec<Diff>,
     patience: Duration,
+    feeds: &Feeds,
 ) -> Result<Vec<Diff>> {
-    if diffs.is_empty() || patience.is_zero() {
+    if diffs.is_empty() {
         return Ok(diffs);
     }
     let deadline = Instant::now() + patience;
     let mut pause = Duration::from_millis(200);
-    while !diffs.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+    let mut confirmed: Vec<Diff> = Vec::new();
+    loop {
         let mut keys: Vec<Vec<String>> = diffs.iter().map(|d| d.key.clone()).collect();
         keys.sort();
         keys.dedup();
         // The source first: the destination read after it has had the time to catch up.
-        let now_src = current(s, q, true, &keys).await?;
-        let now_dst = current(d, q, false, &keys).await?;
-        diffs = if q.is_multiset() {
-            keys.iter()
-                .flat_map(|k| {
-                    let delta =
-                        now_src.get(k).copied().unwrap_or(0) - now_dst.get(k).copied().unwrap_or(0);
-                    let kind = if delta > 0 {
-                        DiffKind::Missing
-                    } else {
-                        DiffKind::Extra
-                    };
-                    (0..delta.unsigned_abs()).map(move |_| Diff {
-                        kind,
-                        key: k.clone(),
-                    })
-                })
-                .collect()
-        } else {
-            keys.into_iter()
-                .filter_map(|k| {
-                    let kind = match (now_src.get(&k), now_dst.get(&k)) {
-                        (Some(a), Some(b)) if a == b => return None,
-                        (None, None) => return None,
-                        (Some(_), Some(_)) => DiffKind::Different,
-                        (Some(_), None) => DiffKind::Missing,
-                        (None, Some(_)) => DiffKind::Extra,
-                    };
-                    Some(Diff { kind, key: k })
-                })
-                .collect()
+        let before = current(s, q, true, &keys).await?;
+        let at: Option<Lsn> = first_value(
+            s,
+            "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() \
+             ELSE pg_catalog.pg_current_wal_lsn() END::text",
+            "source",
+        )
+        .await?
+        .and_then(|v| v.parse().ok());
+        let caught_up = match at {
+            Some(at) => feeds.caught_up(s, at).await?,
+            None => false,
         };
+        let now_dst = current(d, q, false, &keys).await?;
+        let after = current(s, q, true, &keys).await?;
+        let mut still = Vec::new();
+        for k in keys {
+            let Some((kind, n)) = compare_rows(after.get(&k), now_dst.get(&k)) else {
+                continue;
+            };
+            let found: Vec<Diff> = (0..n)
+                .map(|_| Diff {
+                    kind,
+                    key: k.clone(),
+                })
+                .collect();
+            if caught_up && before.get(&k) == after.get(&k) {
+                confirmed.extend(found);
+            } else {
+                still.extend(found);
+            }
+        }
+        diffs = still;
+        if diffs.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
-    Ok(diffs)
+    confirmed.extend(diffs);
+    Ok(confirmed)
 }
 
 /// What the report shows of up to `--show` differing keys: for a changed row, the

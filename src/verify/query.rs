@@ -117,6 +117,10 @@ pub struct TableQuery {
     pub name: String,
     /// The quoted, schema-qualified name.
     relation: String,
+    /// The source table is partitioned (read with its partitions, else with `ONLY`).
+    source_partitioned: bool,
+    /// The destination table is partitioned.
+    pub dest_partitioned: bool,
     /// Quoted key columns; empty when the table is compared as a multiset.
     key_columns: Vec<String>,
     /// Key column names as printed.
@@ -150,6 +154,8 @@ impl TableQuery {
         TableQuery {
             name: t.qualified_name(),
             relation: qualified(&t.schema, &t.name),
+            source_partitioned: t.partitioned,
+            dest_partitioned: false,
             key_columns: key.iter().map(|c| escape_identifier(&c.name)).collect(),
             key_names: key.iter().map(|c| c.name.clone()).collect(),
             columns: t
@@ -166,6 +172,22 @@ impl TableQuery {
             }),
             hash,
         }
+    }
+
+    /// The quoted, schema-qualified name.
+    pub fn relation_text(&self) -> String {
+        self.relation.clone()
+    }
+
+    /// The relation as read on one side: with `ONLY` for a plain table (its inheritance
+    /// children are compared on their own), without for a partitioned one.
+    fn from(&self, source: bool) -> String {
+        let partitioned = if source {
+            self.source_partitioned
+        } else {
+            self.dest_partitioned
+        };
+        format!("{}{}", if partitioned { "" } else { "ONLY " }, self.relation)
     }
 
     /// Compared as a multiset of rows (no usable key).
@@ -227,7 +249,7 @@ impl TableQuery {
             "SELECT {}, {} FROM {} AS r{} ORDER BY {order}",
             self.key_select(),
             self.hash_expr(),
-            self.relation,
+            self.from(source),
             self.filter(source, None)
         )
     }
@@ -258,7 +280,7 @@ impl TableQuery {
         if self.is_multiset() {
             format!(
                 "SELECT {h}::text, count(*) FROM {}{filter} GROUP BY 1",
-                self.relation,
+                self.from(source),
                 h = self.hash_expr()
             )
         } else {
@@ -266,7 +288,7 @@ impl TableQuery {
                 "SELECT {}, {} FROM {}{filter}",
                 self.key_select(),
                 self.hash_expr(),
-                self.relation
+                self.from(source)
             )
         }
     }
@@ -279,7 +301,7 @@ impl TableQuery {
             "SELECT {}, {} FROM {}{}{limit}",
             self.key_select(),
             cols.join(", "),
-            self.relation,
+            self.from(source),
             self.filter(source, Some(self.key_match(keys)))
         )
     }
@@ -298,6 +320,7 @@ mod tests {
             not_null: true,
             constant_default: None,
             generated: false,
+            type_modifier: -1,
         };
         PublishedTable {
             relid: 1,
@@ -332,7 +355,7 @@ mod tests {
         assert!(!q.is_multiset());
         let src = q.scan(true);
         assert!(
-            src.contains("FROM \"public\".\"T\" AS r WHERE (id > 0) ORDER BY r.\"id\", r.\"name\"::text COLLATE \"C\""),
+            src.contains("FROM ONLY \"public\".\"T\" AS r WHERE (id > 0) ORDER BY r.\"id\", r.\"name\"::text COLLATE \"C\""),
             "{src}"
         );
         assert!(
@@ -340,6 +363,9 @@ mod tests {
             "{src}"
         );
         assert!(!q.scan(false).contains("WHERE"));
+        let mut q = q;
+        q.dest_partitioned = true;
+        assert!(q.scan(false).contains("FROM \"public\".\"T\" AS r"), "a partitioned table is read with its partitions");
     }
 
     #[test]

@@ -171,6 +171,13 @@ impl Twin {
         run_args(&self.sync_args(&["--create-slot", "--until", "caught-up"]))
     }
 
+    /// Subscribes pgsub's replica only (no native subscription: for what the built-in
+    /// subscription refuses or gets wrong): `pgsub sync --create-slot --until caught-up`.
+    pub fn subscribe_pgsub_only(&mut self, publications: &[&str], pgsub_extra: &[&str]) -> Run {
+        self.set_publications(publications, pgsub_extra);
+        run_args(&self.sync_args(&["--create-slot", "--until", "caught-up"]))
+    }
+
     /// The publications both replicas subscribe to, and pgsub's options on every run.
     pub fn set_publications(&mut self, publications: &[&str], pgsub_extra: &[&str]) {
         self.publications = publications.iter().map(|p| (*p).to_owned()).collect();
@@ -203,6 +210,11 @@ impl Twin {
         self.subscribed = true;
     }
 
+    /// Runs `pgsub sync EXTRA…` (pgsub's replica only) to completion.
+    pub fn pgsub_sync(&self, extra: &[&str]) -> Run {
+        run_args(&self.sync_args(extra))
+    }
+
     /// Starts `pgsub sync` (no `--until`) in the background.
     pub fn start_pgsub(&self, extra: &[&str]) -> Child {
         start(pgsub().args(self.sync_args(extra)))
@@ -223,29 +235,46 @@ impl Twin {
         run.expect_code(0)
     }
 
-    /// Waits until the native subscription has caught up with `target`, or has failed.
+    /// The native subscription's worker errors so far (apply and table sync).
+    fn native_error_count(&self) -> i64 {
+        sql(
+            self.dst,
+            &self.native_db,
+            &format!(
+                "SELECT coalesce(sum(apply_error_count + sync_error_count), 0) FROM pg_stat_subscription_stats WHERE subname = '{}'",
+                self.native_db
+            ),
+        )
+        .parse()
+        .unwrap_or(0)
+    }
+
+    /// Waits until the native subscription has caught up with `target`, or has failed:
+    /// its workers keep failing (errors counted since the wait began), or it did not catch
+    /// up in time. Caught up means so twice, 300 ms apart (longer than the workers' retry
+    /// interval), with no new error.
     pub fn wait_native(&self, target: Lsn) -> Native {
         if !self.subscribed {
             return Native::Failed("no native subscription".into());
         }
         let started = Instant::now();
+        let errors_before = self.native_error_count();
         let mut failing_since: Option<Instant> = None;
         loop {
             if native_caught_up(self.dst, &self.native_db, target) {
-                return Native::CaughtUp;
+                std::thread::sleep(Duration::from_millis(300));
+                if native_caught_up(self.dst, &self.native_db, target)
+                    && self.native_error_count() == errors_before
+                {
+                    return Native::CaughtUp;
+                }
             }
-            let errors: i64 = sql(
-                self.dst,
-                &self.native_db,
-                "SELECT coalesce(sum(apply_error_count + sync_error_count), 0) FROM pg_stat_subscription_stats",
-            )
-            .parse()
-            .unwrap_or(0);
+            let errors = self.native_error_count() - errors_before;
             if errors > 0 && failing_since.is_none() {
                 failing_since = Some(Instant::now());
             }
             let failed_for = failing_since.map_or(Duration::ZERO, |t| t.elapsed());
-            if failed_for > Duration::from_secs(4) || started.elapsed() > self.native_limit {
+            if failed_for > Duration::from_secs(3) || started.elapsed() > self.native_limit {
                 return Native::Failed(format!(
                     "{errors} worker errors, not caught up with {target} after {:?}; destination log:\n{}",
                     started.elapsed(),
@@ -294,6 +323,13 @@ impl Twin {
         assert_eq!(p, want, "pgsub: {q}");
     }
 
+    /// Asserts that `q` gives the same on the source and on both replicas, and returns it.
+    pub fn expect_all(&self, q: &str) -> String {
+        let want = self.source(q);
+        self.expect_both(q, &want);
+        want
+    }
+
     /// Asserts that `q` gives the same on both replicas, and returns it.
     pub fn expect_same(&self, q: &str) -> String {
         let (n, p) = self.both(q);
@@ -302,10 +338,22 @@ impl Twin {
     }
 }
 
-/// Whether every native subscription of `db` finished its initial copy and has reported
-/// a position at or past `target` to the source.
+/// Whether the native subscription `name` (in database `db`, named like it) finished its
+/// initial copy and has reported a position at or past `target` to the source. The
+/// statistics views are the cluster's: the subscription is picked by name.
 fn native_caught_up(d: &Cluster, db: &str, target: Lsn) -> bool {
-    super::native_caught_up(d, db, target)
+    let row = sql(
+        d,
+        db,
+        &format!(
+            "SELECT (SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
+                     WHERE s.subname = '{db}' AND r.srsubstate <> 'r') || '|' || \
+                    coalesce((SELECT latest_end_lsn::text FROM pg_stat_subscription \
+                              WHERE subname = '{db}' AND relid IS NULL), '0/0')"
+        ),
+    );
+    let (syncing, at) = row.split_once('|').unwrap_or(("1", "0/0"));
+    syncing == "0" && at.parse::<Lsn>().is_ok_and(|at| at >= target)
 }
 
 impl Drop for Twin {
