@@ -220,7 +220,10 @@ async fn copy_one(
                 .as_db_error()
                 .is_some_and(|d| crate::pg::sqlstate::is_value_too_wide(d.code().code()));
             if !too_wide {
-                return Error::from(SqlError::new(format!("writing {name} on the destination"), e));
+                return Error::from(SqlError::new(
+                    format!("writing {name} on the destination"),
+                    e,
+                ));
             }
             let narrower: Vec<String> = t
                 .columns

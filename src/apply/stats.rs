@@ -57,7 +57,11 @@ pub fn publish<'a>(s: &ApplyStats, conflicts: &Conflicts, tables: impl Iterator<
                 .totals()
                 .get(&(table.to_owned(), kind))
                 .map_or(0, |t| t.count);
-            r.set(&APPLY_CONFLICTS_TOTAL, &[("kind", kind.name()), ("table", table)], n as f64);
+            r.set(
+                &APPLY_CONFLICTS_TOTAL,
+                &[("kind", kind.name()), ("table", table)],
+                n as f64,
+            );
         }
     }
     for ((table, kind), t) in conflicts.totals() {

@@ -113,7 +113,9 @@ pub fn compat(source: ColumnType<'_>, dest: ColumnType<'_>) -> Compat {
     }
     if source.oid == dest.oid && !user {
         return if narrower(source.oid, source.typmod, dest.typmod) {
-            Compat::Warn("the destination's type is narrower: a value too long is rejected, digits beyond its precision are rounded")
+            Compat::Warn(
+                "the destination's type is narrower: a value too long is rejected, digits beyond its precision are rounded",
+            )
         } else {
             Compat::Accepted
         };
@@ -126,7 +128,8 @@ pub fn compat(source: ColumnType<'_>, dest: ColumnType<'_>) -> Compat {
         _ if unbounded(dest) && is_string(source.oid) => Compat::Accepted,
         _ if unbounded(dest) => Compat::Accepted,
         (s, VARCHAR | BPCHAR) if is_string(s) => {
-            if s == BPCHAR && dest.oid == VARCHAR && !narrower(VARCHAR, source.typmod, dest.typmod) {
+            if s == BPCHAR && dest.oid == VARCHAR && !narrower(VARCHAR, source.typmod, dest.typmod)
+            {
                 Compat::Accepted
             } else {
                 Compat::Warn("a value longer than the destination's length is rejected")
@@ -161,9 +164,9 @@ pub fn compat(source: ColumnType<'_>, dest: ColumnType<'_>) -> Compat {
         (FLOAT4 | FLOAT8, NUMERIC) | (NUMERIC, FLOAT4 | FLOAT8) => {
             Compat::Warn("digits are rounded, and NaN or an infinity may be rejected")
         }
-        (JSON, JSONB) | (JSONB, JSON) => {
-            Compat::Warn("jsonb rewrites the text (whitespace, key order, duplicate keys), so verify reports those rows")
-        }
+        (JSON, JSONB) | (JSONB, JSON) => Compat::Warn(
+            "jsonb rewrites the text (whitespace, key order, duplicate keys), so verify reports those rows",
+        ),
         (TIMESTAMP, TIMESTAMPTZ) | (TIMESTAMPTZ, TIMESTAMP) => {
             Compat::Warn("the time zone is added or dropped by the destination session's TimeZone")
         }
@@ -184,42 +187,90 @@ mod tests {
 
     #[test]
     fn text_takes_anything_and_varchar_to_text_is_accepted() {
-        assert_eq!(compat(t(VARCHAR, 14, "character varying(10)"), t(TEXT, -1, "text")), Compat::Accepted);
-        assert_eq!(compat(t(INT4, -1, "integer"), t(TEXT, -1, "text")), Compat::Accepted);
-        assert_eq!(compat(t(TEXT, -1, "text"), t(VARCHAR, -1, "character varying")), Compat::Accepted);
+        assert_eq!(
+            compat(t(VARCHAR, 14, "character varying(10)"), t(TEXT, -1, "text")),
+            Compat::Accepted
+        );
+        assert_eq!(
+            compat(t(INT4, -1, "integer"), t(TEXT, -1, "text")),
+            Compat::Accepted
+        );
+        assert_eq!(
+            compat(t(TEXT, -1, "text"), t(VARCHAR, -1, "character varying")),
+            Compat::Accepted
+        );
     }
 
     #[test]
     fn narrower_destinations_are_warned_about() {
-        assert!(matches!(compat(t(TEXT, -1, "text"), t(VARCHAR, 9, "character varying(5)")), Compat::Warn(_)));
         assert!(matches!(
-            compat(t(VARCHAR, 14, "character varying(10)"), t(VARCHAR, 9, "character varying(5)")),
+            compat(t(TEXT, -1, "text"), t(VARCHAR, 9, "character varying(5)")),
+            Compat::Warn(_)
+        ));
+        assert!(matches!(
+            compat(
+                t(VARCHAR, 14, "character varying(10)"),
+                t(VARCHAR, 9, "character varying(5)")
+            ),
             Compat::Warn(_)
         ));
         assert_eq!(
-            compat(t(VARCHAR, 9, "character varying(5)"), t(VARCHAR, 14, "character varying(10)")),
+            compat(
+                t(VARCHAR, 9, "character varying(5)"),
+                t(VARCHAR, 14, "character varying(10)")
+            ),
             Compat::Accepted
         );
-        assert!(matches!(compat(t(NUMERIC, -1, "numeric"), t(INT4, -1, "integer")), Compat::Warn(_)));
+        assert!(matches!(
+            compat(t(NUMERIC, -1, "numeric"), t(INT4, -1, "integer")),
+            Compat::Warn(_)
+        ));
         let n = |p: i32, s: i32| ((p << 16) | s) + 4;
         assert!(matches!(
-            compat(t(NUMERIC, n(10, 3), "numeric(10,3)"), t(NUMERIC, n(10, 2), "numeric(10,2)")),
+            compat(
+                t(NUMERIC, n(10, 3), "numeric(10,3)"),
+                t(NUMERIC, n(10, 2), "numeric(10,2)")
+            ),
             Compat::Warn(_)
         ));
         assert_eq!(
-            compat(t(NUMERIC, n(5, 2), "numeric(5,2)"), t(NUMERIC, n(10, 2), "numeric(10,2)")),
+            compat(
+                t(NUMERIC, n(5, 2), "numeric(5,2)"),
+                t(NUMERIC, n(10, 2), "numeric(10,2)")
+            ),
             Compat::Accepted
         );
-        assert!(matches!(compat(t(INT8, -1, "bigint"), t(INT4, -1, "integer")), Compat::Warn(_)));
-        assert_eq!(compat(t(INT4, -1, "integer"), t(INT8, -1, "bigint")), Compat::Accepted);
+        assert!(matches!(
+            compat(t(INT8, -1, "bigint"), t(INT4, -1, "integer")),
+            Compat::Warn(_)
+        ));
+        assert_eq!(
+            compat(t(INT4, -1, "integer"), t(INT8, -1, "bigint")),
+            Compat::Accepted
+        );
     }
 
     #[test]
     fn unrelated_types_and_user_types_of_other_names_are_refused() {
-        assert_eq!(compat(t(INT4, -1, "integer"), t(BOOL, -1, "boolean")), Compat::Refused);
-        assert_eq!(compat(t(TEXT, -1, "text"), t(INT4, -1, "integer")), Compat::Refused);
-        assert_eq!(compat(t(16500, -1, "mood"), t(16400, -1, "mood")), Compat::Same);
-        assert_eq!(compat(t(16500, -1, "mood"), t(16400, -1, "feeling")), Compat::Refused);
-        assert_eq!(compat(t(INT4, -1, "integer"), t(INT4, -1, "integer")), Compat::Same);
+        assert_eq!(
+            compat(t(INT4, -1, "integer"), t(BOOL, -1, "boolean")),
+            Compat::Refused
+        );
+        assert_eq!(
+            compat(t(TEXT, -1, "text"), t(INT4, -1, "integer")),
+            Compat::Refused
+        );
+        assert_eq!(
+            compat(t(16500, -1, "mood"), t(16400, -1, "mood")),
+            Compat::Same
+        );
+        assert_eq!(
+            compat(t(16500, -1, "mood"), t(16400, -1, "feeling")),
+            Compat::Refused
+        );
+        assert_eq!(
+            compat(t(INT4, -1, "integer"), t(INT4, -1, "integer")),
+            Compat::Same
+        );
     }
 }

@@ -170,11 +170,16 @@ pub async fn verify(
         while running.len() < opts.jobs.max(1) {
             let Some((i, t)) = queue.next() else { break };
             let q = TableQuery::new(&t, hash);
-            let (src, dst, snaps, opts, feeds) =
-                (src.clone(), dst.clone(), snaps.clone(), opts.clone(), feeds.clone());
-            running.spawn(async move {
-                (i, verify_table(&src, &dst, &snaps, q, &opts, &feeds).await)
-            });
+            let (src, dst, snaps, opts, feeds) = (
+                src.clone(),
+                dst.clone(),
+                snaps.clone(),
+                opts.clone(),
+                feeds.clone(),
+            );
+            running.spawn(
+                async move { (i, verify_table(&src, &dst, &snaps, q, &opts, &feeds).await) },
+            );
         }
         let Some(done) = running.join_next().await else {
             break;

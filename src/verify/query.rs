@@ -187,7 +187,11 @@ impl TableQuery {
         } else {
             self.dest_partitioned
         };
-        format!("{}{}", if partitioned { "" } else { "ONLY " }, self.relation)
+        format!(
+            "{}{}",
+            if partitioned { "" } else { "ONLY " },
+            self.relation
+        )
     }
 
     /// Compared as a multiset of rows (no usable key).
@@ -365,7 +369,10 @@ mod tests {
         assert!(!q.scan(false).contains("WHERE"));
         let mut q = q;
         q.dest_partitioned = true;
-        assert!(q.scan(false).contains("FROM \"public\".\"T\" AS r"), "a partitioned table is read with its partitions");
+        assert!(
+            q.scan(false).contains("FROM \"public\".\"T\" AS r"),
+            "a partitioned table is read with its partitions"
+        );
     }
 
     #[test]

@@ -212,7 +212,7 @@ async fn compare_all(twin: &Twin, schema: &Schema) -> (String, String) {
 
 /// The trigger log of a replica, as one line.
 fn audit(twin: &Twin, native: bool) -> String {
-    let q = "SELECT coalesce(string_agg(tbl || ':' || op || ':' || n, ' ' ORDER BY seq), '') FROM public.diff_audit";
+    let q = "SELECT coalesce(string_agg(tbl || ':' || op || ':' || n || '@' || seen, ' ' ORDER BY seq), '') FROM public.diff_audit";
     if native {
         twin.native(q)
     } else {

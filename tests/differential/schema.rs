@@ -466,11 +466,13 @@ impl Schema {
     pub fn dest_ddl(&self) -> String {
         let mut out = self.prelude();
         out.push_str(
-            "CREATE TABLE public.diff_audit (seq bigserial PRIMARY KEY, tbl text, op text, n bigint);\n\
+            "CREATE TABLE public.diff_audit (seq bigserial PRIMARY KEY, tbl text, op text, n bigint, seen bigint);\n\
              CREATE FUNCTION public.diff_audit() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+             DECLARE seen bigint;\n\
              BEGIN\n\
-               INSERT INTO public.diff_audit (tbl, op, n) VALUES (TG_TABLE_NAME, TG_OP, \
-                 CASE WHEN TG_OP = 'DELETE' THEN OLD.n ELSE NEW.n END);\n\
+               EXECUTE format('SELECT count(*) FROM %I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME) INTO seen;\n\
+               INSERT INTO public.diff_audit (tbl, op, n, seen) VALUES (TG_TABLE_NAME, TG_OP, \
+                 CASE WHEN TG_OP = 'DELETE' THEN OLD.n ELSE NEW.n END, seen);\n\
                RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;\n\
              END $$;\n",
         );
