@@ -131,7 +131,16 @@ fn add_column(twin: &Twin, schema: &mut Schema, rng: &mut Rng) {
         t.qualified(&schema.namespace),
         ty.sql()
     );
-    twin.dests(&sql);
+    // The replicas' apply transactions hold locks on the table: a deadlock is retried,
+    // as an operator would.
+    for db in [&twin.native_db, &twin.pgsub_db] {
+        let mut tries = 0;
+        while let Err(e) = twin.dst.psql(db, &sql) {
+            tries += 1;
+            assert!(tries < 20 && e.to_string().contains("deadlock"), "{e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     twin.source(&sql);
     t.cols.push(Col {
         name: "added".into(),
