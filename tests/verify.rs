@@ -270,3 +270,48 @@ fn verify_agrees_with_a_native_subscription_after_it_caught_up() {
     assert!(native["lsn"].is_string(), "{native}");
     sql(d, &db, "DROP SUBSCRIPTION native_sub");
 }
+
+#[test]
+fn verify_counts_a_key_held_twice_on_a_destination_without_the_constraint() {
+    let (s, d, db) = pair("verify_dup");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE k (id int PRIMARY KEY, v text); INSERT INTO k SELECT g, 'v' FROM generate_series(1, 20) g; \
+         CREATE PUBLICATION pub FOR TABLE k",
+    );
+    // The destination's table lacks the primary key.
+    sql(d, &db, "CREATE TABLE k (id int NOT NULL, v text)");
+    run_args(&sync_args(&s.conninfo(&db), &d.conninfo(&db), "pub", &db, &["--create-slot", "--until", "caught-up"]))
+        .expect_code(0);
+    verify(s, d, &db, &["--publication", "pub", "--settle", "1"]).expect_code(0);
+    // The same row twice: as a multiset the sides differ, whatever the re-check reads.
+    sql(d, &db, "INSERT INTO k VALUES (7, 'v')");
+    let out = verify(s, d, &db, &["--publication", "pub", "--settle", "1"]).expect_code(3);
+    let t = table(&out, "public.k");
+    assert_eq!(counts(&t), (0, 1, 0), "{t}");
+    assert_eq!((t["source_rows"].as_u64(), t["dest_rows"].as_u64()), (Some(20), Some(21)));
+    // And the other way: one of the two rows changed.
+    sql(d, &db, "UPDATE k SET v = 'w' WHERE ctid = (SELECT max(ctid) FROM k WHERE id = 7)");
+    let out = verify(s, d, &db, &["--publication", "pub", "--settle", "1"]).expect_code(3);
+    assert_eq!(counts(&table(&out, "public.k")).1, 1, "{}", out.stdout);
+}
+
+#[test]
+fn verify_confirms_a_difference_at_once_when_the_destination_has_caught_up() {
+    let (s, d, db) = pair("verify_confirm");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE big (id int PRIMARY KEY, v text); INSERT INTO big SELECT g, 'v' FROM generate_series(1, 5000) g; \
+         CREATE PUBLICATION pub FOR TABLE big",
+    );
+    sync_to_caught_up(s, d, &db);
+    sql(d, &db, "UPDATE big SET v = 'changed' WHERE id = 4321");
+    // Nothing streams into the destination now, so the difference cannot settle: it is
+    // confirmed on the first re-check, not after --settle.
+    let out = verify(s, d, &db, &["--publication", "pub", "--settle", "600"]).expect_code(3);
+    let t = table(&out, "public.big");
+    assert_eq!(counts(&t), (0, 0, 1), "{t}");
+    assert_eq!(t["confirmed"], 1, "{t}");
+}

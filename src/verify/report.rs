@@ -53,6 +53,10 @@ pub struct TableReport {
     pub untracked: u64,
     /// Keys that differed when first read and agreed on a re-check (rows in flight).
     pub settled: u64,
+    /// Differences confirmed without waiting: the destination held everything the source
+    /// had when they were re-checked (its feeding slots had confirmed that far, or
+    /// nothing streams into it).
+    pub confirmed: u64,
     /// Up to `--show` differing keys of each kind.
     pub samples: Vec<Sample>,
     /// Why the table could not be compared (missing on the destination …).
@@ -74,6 +78,7 @@ impl TableReport {
             different: 0,
             untracked: 0,
             settled: 0,
+            confirmed: 0,
             samples: Vec::new(),
             error: None,
             key_names: q.key_names.clone(),
