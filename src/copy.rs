@@ -16,8 +16,8 @@
 //! transactions committed before it. A copy interrupted half way leaves nothing behind:
 //! its transaction never committed.
 //!
-//! Binary COPY is used when every column is of a built-in type and the destination's
-//! types were checked to be the same; otherwise text.
+//! Binary COPY is used when every column is of the same built-in type on both sides;
+//! otherwise text, read by the destination type's input function.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,8 +54,6 @@ pub struct CopyPlan {
     pub jobs: usize,
     /// Empty non-empty destination tables first instead of refusing.
     pub truncate_first: bool,
-    /// The destination's column types were checked equal to the source's.
-    pub types_checked: bool,
     /// Progress bars (stderr is a terminal) instead of log lines.
     pub bars: bool,
 }
@@ -156,13 +154,31 @@ async fn copy_one(
     let name = t.qualified_name();
     let src = dest::connect_client(source, "source").await?;
     let dst = dest::connect_client(dest_info, "destination").await?;
-    let binary = plan.types_checked
-        && t.columns
-            .iter()
-            .all(|c| c.type_oid < FIRST_NORMAL_OBJECT_ID);
-    let format = if binary { " (FORMAT binary)" } else { "" };
-    let cols = t
+    // A partitioned destination holds its rows in its partitions: no ONLY for it.
+    let dest_table = match crate::apply::table::read(&dst, &t.schema, &t.name, false).await? {
+        Some(d) => d,
+        None => {
+            return Err(Error::Config(format!(
+                "table {name} is published on the source but does not exist on the destination: create it (pg_dump --schema-only, or run sync with --schema create)"
+            )));
+        }
+    };
+    // The published columns, but for those the destination generates itself.
+    let copied: Vec<_> = t
         .columns
+        .iter()
+        .filter(|c| dest_table.column(&c.name).is_none_or(|d| !d.generated))
+        .collect();
+    // Binary COPY where each column is of the same built-in type on both sides (a value
+    // of another type must go through the destination's input function, as text).
+    let binary = copied.iter().all(|c| {
+        c.type_oid < FIRST_NORMAL_OBJECT_ID
+            && dest_table
+                .column(&c.name)
+                .is_some_and(|d| d.type_oid == c.type_oid && d.type_sql == c.type_sql)
+    });
+    let format = if binary { " (FORMAT binary)" } else { "" };
+    let cols = copied
         .iter()
         .map(|c| escape_identifier(&c.name))
         .collect::<Vec<_>>()
@@ -201,15 +217,6 @@ async fn copy_one(
         .map_err(err(format!(
             "starting the copy of {name} on the destination"
         )))?;
-    // A partitioned destination holds its rows in its partitions: no ONLY for it.
-    let dest_table = match crate::apply::table::read(&dst, &t.schema, &t.name, false).await? {
-        Some(d) => d,
-        None => {
-            return Err(Error::Config(format!(
-                "table {name} is published on the source but does not exist on the destination: create it (pg_dump --schema-only, or run sync with --schema create)"
-            )));
-        }
-    };
     let dest_only = dest_table.only();
     // A value that does not fit its destination column names the column and both types.
     let write_err = || {

