@@ -72,7 +72,8 @@ fn publications_that_give_a_table_different_column_lists_are_refused_before_anyt
 }
 
 #[test]
-fn schema_verify_takes_what_the_built_in_worker_takes_warns_where_values_can_be_lost_and_refuses_the_rest() {
+fn schema_verify_takes_what_the_built_in_worker_takes_warns_where_values_can_be_lost_and_refuses_the_rest()
+ {
     let mut t = Twin::new("schema_compat");
     t.source(
         "CREATE TABLE c (id int PRIMARY KEY, name varchar(20), note text, qty numeric, flag int); \
@@ -97,14 +98,17 @@ fn schema_verify_takes_what_the_built_in_worker_takes_warns_where_values_can_be_
     let refused = t.pgsub_sync(&["--until", "caught-up"]).expect_code(2);
     assert!(
         refused.stderr.contains("\"flag\"")
-            && refused.stderr.contains("integer on the source but boolean on the destination"),
+            && refused
+                .stderr
+                .contains("integer on the source but boolean on the destination"),
         "{}",
         refused.stderr
     );
 }
 
 #[test]
-fn generated_columns_published_by_postgresql_18_are_written_where_the_destination_does_not_generate_them() {
+fn generated_columns_published_by_postgresql_18_are_written_where_the_destination_does_not_generate_them()
+ {
     let s = major_cluster(18);
     let d = dest_cluster();
     let db = s.create_database("gen18").unwrap();
@@ -126,7 +130,11 @@ fn generated_columns_published_by_postgresql_18_are_written_where_the_destinatio
     );
     let args = |extra: &[&str]| sync_args(&s.conninfo(&db), &d.conninfo(&db), "p", &db, extra);
     run_args(&args(&["--create-slot", "--until", "caught-up"])).expect_code(0);
-    sql(s, &db, "INSERT INTO g (a) VALUES (3); UPDATE g SET a = 10 WHERE a = 1");
+    sql(
+        s,
+        &db,
+        "INSERT INTO g (a) VALUES (3); UPDATE g SET a = 10 WHERE a = 1",
+    );
     run_args(&args(&["--until", "caught-up"])).expect_code(0);
     assert_eq!(
         sql(d, &db, "SELECT a, twice, thrice FROM g ORDER BY a"),
@@ -134,12 +142,31 @@ fn generated_columns_published_by_postgresql_18_are_written_where_the_destinatio
     );
     // A value for a column generated on the destination but not on the source is
     // refused, as the built-in worker refuses it.
-    sql(s, &db, "CREATE TABLE h (a int PRIMARY KEY, b int); CREATE PUBLICATION ph FOR TABLE h");
-    sql(d, &db, "CREATE TABLE h (a int PRIMARY KEY, b int GENERATED ALWAYS AS (a) STORED)");
-    let h = |extra: &[&str]| sync_args(&s.conninfo(&db), &d.conninfo(&db), "ph", &format!("{db}_h"), extra);
+    sql(
+        s,
+        &db,
+        "CREATE TABLE h (a int PRIMARY KEY, b int); CREATE PUBLICATION ph FOR TABLE h",
+    );
+    sql(
+        d,
+        &db,
+        "CREATE TABLE h (a int PRIMARY KEY, b int GENERATED ALWAYS AS (a) STORED)",
+    );
+    let h = |extra: &[&str]| {
+        sync_args(
+            &s.conninfo(&db),
+            &d.conninfo(&db),
+            "ph",
+            &format!("{db}_h"),
+            extra,
+        )
+    };
     let refused = run_args(&h(&["--create-slot", "--until", "caught-up"])).expect_code(2);
     assert!(
-        refused.stderr.contains("\"b\"") && refused.stderr.contains("generated column on the destination"),
+        refused.stderr.contains("\"b\"")
+            && refused
+                .stderr
+                .contains("generated column on the destination"),
         "{}",
         refused.stderr
     );

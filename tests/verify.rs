@@ -282,17 +282,30 @@ fn verify_counts_a_key_held_twice_on_a_destination_without_the_constraint() {
     );
     // The destination's table lacks the primary key.
     sql(d, &db, "CREATE TABLE k (id int NOT NULL, v text)");
-    run_args(&sync_args(&s.conninfo(&db), &d.conninfo(&db), "pub", &db, &["--create-slot", "--until", "caught-up"]))
-        .expect_code(0);
+    run_args(&sync_args(
+        &s.conninfo(&db),
+        &d.conninfo(&db),
+        "pub",
+        &db,
+        &["--create-slot", "--until", "caught-up"],
+    ))
+    .expect_code(0);
     verify(s, d, &db, &["--publication", "pub", "--settle", "1"]).expect_code(0);
     // The same row twice: as a multiset the sides differ, whatever the re-check reads.
     sql(d, &db, "INSERT INTO k VALUES (7, 'v')");
     let out = verify(s, d, &db, &["--publication", "pub", "--settle", "1"]).expect_code(3);
     let t = table(&out, "public.k");
     assert_eq!(counts(&t), (0, 1, 0), "{t}");
-    assert_eq!((t["source_rows"].as_u64(), t["dest_rows"].as_u64()), (Some(20), Some(21)));
+    assert_eq!(
+        (t["source_rows"].as_u64(), t["dest_rows"].as_u64()),
+        (Some(20), Some(21))
+    );
     // And the other way: one of the two rows changed.
-    sql(d, &db, "UPDATE k SET v = 'w' WHERE ctid = (SELECT max(ctid) FROM k WHERE id = 7)");
+    sql(
+        d,
+        &db,
+        "UPDATE k SET v = 'w' WHERE ctid = (SELECT max(ctid) FROM k WHERE id = 7)",
+    );
     let out = verify(s, d, &db, &["--publication", "pub", "--settle", "1"]).expect_code(3);
     assert_eq!(counts(&table(&out, "public.k")).1, 1, "{}", out.stdout);
 }

@@ -59,10 +59,20 @@ pub enum Check {
         key_names: Vec<String>,
         /// For each key column, the parameter holding its value.
         key_params: Vec<usize>,
-        /// A query with the same parameters returning the ordinals of the rows that
-        /// found nothing (an update run's probe); without one, the run's keys are listed.
-        probe: Option<String>,
+        /// A query with the same parameters telling which rows found nothing.
+        probe: Probe,
     },
+}
+
+/// A query run after a statement that changed fewer rows than it had.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// Returns the ordinals of the rows that found nothing (an update's: neither its old
+    /// nor its new key is in the table).
+    Missing(String),
+    /// Returns the ordinals of the rows still in the table (a delete's: kept by a
+    /// trigger, so not missing); the other rows not deleted found nothing.
+    Kept(String),
 }
 
 /// The result of one job.
@@ -82,6 +92,8 @@ pub struct Outcome {
     pub missing: Vec<String>,
     /// `missing` is exactly the rows that were missing (not just the statement's keys).
     pub exact: bool,
+    /// How many rows found nothing: `expected - affected`, less those a trigger kept.
+    pub missing_count: u64,
 }
 
 impl Outcome {
@@ -95,6 +107,7 @@ impl Outcome {
             affected: 0,
             missing: Vec::new(),
             exact: false,
+            missing_count: 0,
         }
     }
 }
@@ -238,6 +251,7 @@ async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcom
                 .await
                 .map_err(|e| SqlError::new(context(), e))?;
             outcome.affected = affected;
+            outcome.missing_count = outcome.expected.saturating_sub(affected);
             if affected < outcome.expected {
                 find_missing(client, &params, &refs, check, &mut outcome)
                     .await
@@ -312,24 +326,36 @@ async fn find_missing(
                 super::conflicts::describe_key(&names, &values)
             };
             let rows = arrays.first().map_or(0, |a| a.len());
-            let ordinals: Option<Vec<usize>> = match probe {
-                Some(sql) => Some(
+            let ordinals = |sql: String| async move {
+                Ok::<Vec<usize>, tokio_postgres::Error>(
                     client
                         .query(sql.as_str(), refs)
                         .await?
                         .iter()
                         .map(|r| r.get::<_, i64>(0) as usize)
                         .collect(),
-                ),
-                None if rows == 1 => Some(vec![1]),
-                None => None,
+                )
             };
-            match ordinals {
-                Some(o) if o.len() as u64 == outcome.expected - outcome.affected => {
+            match probe {
+                Probe::Missing(sql) => {
+                    let o = ordinals(sql).await?;
+                    outcome.missing_count = o.len() as u64;
                     outcome.missing = o.iter().map(|&i| key_at(i - 1)).collect();
                     outcome.exact = true;
                 }
-                _ => outcome.missing = (0..rows.min(LISTED)).map(key_at).collect(),
+                Probe::Kept(sql) => {
+                    let kept = ordinals(sql).await?;
+                    outcome.missing_count = outcome.missing_count.saturating_sub(kept.len() as u64);
+                    let candidates: Vec<usize> = (1..=rows).filter(|o| !kept.contains(o)).collect();
+                    outcome.exact = rows == 1 || outcome.affected == 0 && kept.is_empty();
+                    if outcome.missing_count > 0 {
+                        outcome.missing = candidates
+                            .iter()
+                            .take(LISTED)
+                            .map(|&i| key_at(i - 1))
+                            .collect();
+                    }
+                }
             }
         }
         (Check::Run { .. }, Params::Row(_)) => {}

@@ -73,7 +73,7 @@ use batch::{MAX_RUN_ROWS, Run, RunKind, fingerprint};
 use conflicts::{ConflictKind, Conflicts, OnConflict};
 use durable::Durability;
 pub use durable::Subscription;
-use executor::{Check, Executor, Failed, Kind, Outcome, Params};
+use executor::{Check, Executor, Failed, Kind, Outcome, Params, Probe};
 use rows::UpdateImage;
 use spool::Spool;
 pub use stats::ApplyStats;
@@ -247,7 +247,7 @@ impl ApplySink {
             Err(f) => return Err(self.failed(f).await),
         };
         for o in outcomes {
-            let missing = o.expected.saturating_sub(o.affected);
+            let missing = o.missing_count;
             let kind = match o.kind {
                 Kind::Insert => {
                     self.stats.inserted += o.affected;
@@ -401,12 +401,13 @@ impl ApplySink {
                         .map(|c| c.name.clone())
                         .collect(),
                     key_params: (0..key.len()).collect(),
-                    probe: Some(sql::update_probe(
+                    probe: Probe::Missing(sql::probe(
                         &target.table,
                         target.only,
                         &target.cols_at(&key),
                         key.len() + set.len(),
-                        &new_key,
+                        &[(1..=key.len()).collect(), new_key],
+                        false,
                     )),
                 };
                 let o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
@@ -421,6 +422,7 @@ impl ApplySink {
                         sql::delete_by_key(&target.table, target.only, &target.cols_at(&key))
                     })
                     .await?;
+                let at = [(1..=key.len()).collect::<Vec<usize>>()];
                 let check = Check::Run {
                     key_names: target
                         .cols_at(&key)
@@ -428,7 +430,14 @@ impl ApplySink {
                         .map(|c| c.name.clone())
                         .collect(),
                     key_params: (0..key.len()).collect(),
-                    probe: None,
+                    probe: Probe::Kept(sql::probe(
+                        &target.table,
+                        target.only,
+                        &target.cols_at(&key),
+                        key.len(),
+                        &at,
+                        true,
+                    )),
                 };
                 let o = Outcome::new(Kind::Delete, run.relid, &target.name, rows);
                 self.exec

@@ -88,16 +88,21 @@ pub fn update_by_key(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> St
     )
 }
 
-/// After an update run changed fewer rows than it had: which of its rows (by ordinality)
-/// have no row with their new key now — those found no row. `new_key` gives, for each
-/// key column, the parameter (1-based) that holds its new value. Same parameters as
-/// [`update_by_key`].
-pub fn update_probe(
+/// After a run changed fewer rows than it had: the rows (by ordinality) for which no
+/// row of the table has any of the keys in `at` (`present` false), or has the first
+/// (`present` true). Each element of `at` gives, for each key column, the parameter
+/// (1-based) holding the value looked for. Same parameters as the run's statement.
+///
+/// For an update, a row with neither its old nor its new key in the table found no row
+/// (one whose old key is still there was kept by a trigger). For a delete, a row whose
+/// key is still there was kept by a trigger, not missing.
+pub fn probe(
     table: &str,
     only: &str,
     keys: &[&Col],
     nparams: usize,
-    new_key: &[usize],
+    at: &[Vec<usize>],
+    present: bool,
 ) -> String {
     let params = (1..=nparams)
         .map(|i| format!("${i}::text[]"))
@@ -107,15 +112,25 @@ pub fn update_probe(
         .map(|i| format!("c{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let matches = keys
-        .iter()
-        .zip(new_key)
-        .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let exists = |params: &[usize]| {
+        let matches = keys
+            .iter()
+            .zip(params)
+            .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!("EXISTS (SELECT FROM {only}{table} AS t WHERE {matches})")
+    };
+    let cond = if present {
+        exists(&at[0])
+    } else {
+        at.iter()
+            .map(|a| format!("NOT {}", exists(a)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
     format!(
-        "SELECT u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) \
-         WHERE NOT EXISTS (SELECT FROM {only}{table} AS t WHERE {matches}) ORDER BY u.o"
+        "SELECT u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) WHERE {cond} ORDER BY u.o"
     )
 }
 
@@ -236,11 +251,15 @@ mod tests {
     }
 
     #[test]
-    fn probe_of_an_update_run_looks_for_the_new_keys() {
+    fn probe_of_an_update_run_looks_for_the_new_keys_and_of_a_delete_for_kept_rows() {
         let id = col("id", "bigint");
         assert_eq!(
-            update_probe("t", "ONLY ", &[&id], 3, &[2]),
-            r#"SELECT u.o FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(c1, c2, c3, o) WHERE NOT EXISTS (SELECT FROM ONLY t AS t WHERE t."id" = u.c2::bigint) ORDER BY u.o"#
+            probe("t", "ONLY ", &[&id], 3, &[vec![1], vec![2]], false),
+            r#"SELECT u.o FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(c1, c2, c3, o) WHERE NOT EXISTS (SELECT FROM ONLY t AS t WHERE t."id" = u.c1::bigint) AND NOT EXISTS (SELECT FROM ONLY t AS t WHERE t."id" = u.c2::bigint) ORDER BY u.o"#
+        );
+        assert!(
+            probe("t", "", &[&id], 1, &[vec![1]], true)
+                .contains("WHERE EXISTS (SELECT FROM t AS t")
         );
     }
 

@@ -371,7 +371,8 @@ pub fn pg_major(major: u32) -> pgsub::cluster::PgBin {
 
 /// A cluster of PostgreSQL `major` for this process (one per major).
 pub fn major_cluster(major: u32) -> &'static Cluster {
-    static CLUSTERS: std::sync::Mutex<Vec<(u32, &'static Cluster)>> = std::sync::Mutex::new(Vec::new());
+    static CLUSTERS: std::sync::Mutex<Vec<(u32, &'static Cluster)>> =
+        std::sync::Mutex::new(Vec::new());
     let mut all = CLUSTERS.lock().expect("clusters");
     if let Some((_, c)) = all.iter().find(|(m, _)| *m == major) {
         return c;
