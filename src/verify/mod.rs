@@ -287,8 +287,9 @@ async fn verify_table(
     let s = session(src, "source").await?;
     let d = session(dst, "destination").await?;
     let first = tally.diffs.len();
-    let diffs = settle(&s, &d, &q, tally.diffs, opts.settle, feeds).await?;
-    report.settled = (first - diffs.len()) as u64;
+    let (diffs, confirmed) = settle(&s, &d, &q, tally.diffs, opts.settle, feeds).await?;
+    report.settled = first.saturating_sub(diffs.len()) as u64;
+    report.confirmed = confirmed as u64;
     for kind in [DiffKind::Missing, DiffKind::Extra, DiffKind::Different] {
         let of_kind: Vec<&Diff> = diffs.iter().filter(|d| d.kind == kind).collect();
         report.count(kind, of_kind.len() as u64);
@@ -395,7 +396,7 @@ fn compare_rows(src: Option<&Vec<i64>>, dst: Option<&Vec<i64>>) -> Option<(DiffK
 }
 
 /// Re-reads the differing keys until they agree, or are confirmed, or `patience` runs
-/// out, and returns what still differs.
+/// out, and returns what still differs and how much of it was confirmed.
 ///
 /// A difference is confirmed as soon as one round shows it while the destination holds
 /// everything the source had (every feeding slot confirmed the source position read
@@ -410,9 +411,9 @@ async fn settle(
     mut diffs: Vec<Diff>,
     patience: Duration,
     feeds: &Feeds,
-) -> Result<Vec<Diff>> {
+) -> Result<(Vec<Diff>, usize)> {
     if diffs.is_empty() {
-        return Ok(diffs);
+        return Ok((diffs, 0));
     }
     let deadline = Instant::now() + patience;
     let mut pause = Duration::from_millis(200);
@@ -461,8 +462,9 @@ async fn settle(
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
+    let n = confirmed.len();
     confirmed.extend(diffs);
-    Ok(confirmed)
+    Ok((confirmed, n))
 }
 
 /// What the report shows of up to `--show` differing keys: for a changed row, the
