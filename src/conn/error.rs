@@ -112,6 +112,17 @@ pub enum ConnError {
         /// The server's error.
         error: ServerError,
     },
+    /// The walsender failed while streaming (an ErrorResponse in CopyBoth). The built-in
+    /// worker restarts on these, and a fresh walsender may decode what this one could
+    /// not (a stale relation map after DDL, say): transient, unless the SQLSTATE says the
+    /// setup is wrong (a publication dropped, a slot invalidated).
+    #[error("{context}: {error}")]
+    StreamFailed {
+        /// What pgsub was doing.
+        context: String,
+        /// The server's error.
+        error: ServerError,
+    },
     /// Reading or writing the socket failed after the connection was made.
     #[error("connection to the server lost while {context}: {source}")]
     Io {
@@ -148,7 +159,9 @@ impl ConnError {
     /// The SQLSTATE of a server error.
     pub fn code(&self) -> Option<&str> {
         match self {
-            ConnError::Server { error, .. } => Some(&error.code),
+            ConnError::Server { error, .. } | ConnError::StreamFailed { error, .. } => {
+                Some(&error.code)
+            }
             _ => None,
         }
     }
@@ -156,7 +169,7 @@ impl ConnError {
     /// The server's error, if this is one.
     pub fn server_error(&self) -> Option<&ServerError> {
         match self {
-            ConnError::Server { error, .. } => Some(error),
+            ConnError::Server { error, .. } | ConnError::StreamFailed { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -165,6 +178,7 @@ impl ConnError {
     pub fn with_context(mut self, new: impl Into<String>) -> Self {
         match &mut self {
             ConnError::Server { context, .. }
+            | ConnError::StreamFailed { context, .. }
             | ConnError::Io { context, .. }
             | ConnError::Closed { context }
             | ConnError::Protocol { context, .. }
@@ -188,6 +202,10 @@ impl ConnError {
             | ConnError::Closed { .. } => ErrorClass::Transient,
             ConnError::Protocol { .. } | ConnError::Unexpected { .. } => ErrorClass::Definite,
             ConnError::Server { error, .. } => classify_sqlstate(&error.code),
+            ConnError::StreamFailed { error, .. } => match classify_sqlstate(&error.code) {
+                ErrorClass::Config => ErrorClass::Config,
+                _ => ErrorClass::Transient,
+            },
         }
     }
 

@@ -242,7 +242,7 @@ impl Connection {
                     return Ok(CopyBothEvent::End(StreamEnd::CommandComplete(tag)));
                 }
                 BackendMessage::ErrorResponse(error) => {
-                    return Err(ConnError::Server {
+                    return Err(ConnError::StreamFailed {
                         context: "streaming".into(),
                         error,
                     });

@@ -208,6 +208,9 @@ pub struct Publication {
     pub in_schema: bool,
     /// Indexes of the tables it lists (when neither of the above).
     pub tables: Vec<usize>,
+    /// Partitions it lists by name (a publication without publish_via_partition_root
+    /// beside one with it: their rows are the root's, copied and sent once).
+    pub leaves: Vec<String>,
 }
 
 /// A random schema.
@@ -383,18 +386,21 @@ impl Schema {
                 all_tables: true,
                 in_schema: false,
                 tables: all.clone(),
+                leaves: Vec::new(),
             }),
             1 if pg15 => publications.push(Publication {
                 name: "pub_schema".into(),
                 all_tables: false,
                 in_schema: true,
                 tables: all.clone(),
+                leaves: Vec::new(),
             }),
             _ => publications.push(Publication {
                 name: "pub_a".into(),
                 all_tables: false,
                 in_schema: false,
                 tables: all.clone(),
+                leaves: Vec::new(),
             }),
         }
         if rng.percent(50) {
@@ -406,6 +412,23 @@ impl Schema {
                     all_tables: false,
                     in_schema: false,
                     tables: some,
+                    leaves: Vec::new(),
+                });
+            }
+        }
+        if via_root && rng.percent(40) {
+            // A partition published on its own too, by a publication not through the root.
+            if let Some(p) = tables
+                .iter()
+                .filter_map(|t| t.partitioned.as_ref())
+                .find(|p| p.dest == DestLayout::Same)
+            {
+                publications.push(Publication {
+                    name: "pub_leaf".into(),
+                    all_tables: false,
+                    in_schema: false,
+                    tables: Vec::new(),
+                    leaves: vec![p.leaves[0].clone()],
                 });
             }
         }
@@ -627,6 +650,19 @@ impl Schema {
             ""
         };
         for (p, publication) in self.publications.iter().enumerate() {
+            if !publication.leaves.is_empty() {
+                let leaves: Vec<String> = publication
+                    .leaves
+                    .iter()
+                    .map(|l| format!("\"{}\".\"{l}\"", self.namespace))
+                    .collect();
+                out.push_str(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {};\n",
+                    publication.name,
+                    leaves.join(", ")
+                ));
+                continue;
+            }
             let what = if publication.all_tables {
                 "ALL TABLES".to_owned()
             } else if publication.in_schema {

@@ -215,6 +215,38 @@ impl Twin {
         run_args(&self.sync_args(extra))
     }
 
+    /// Stops and starts the native subscription's workers again (what a pgsub that is
+    /// stopped and started again goes through: a new walsender from the confirmed
+    /// position).
+    pub fn restart_native(&self) {
+        if !self.subscribed {
+            return;
+        }
+        let sub = &self.native_db;
+        sql(
+            self.dst,
+            &self.native_db,
+            &format!("ALTER SUBSCRIPTION {sub} DISABLE"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sql(
+            self.dst,
+            &self.native_db,
+            &format!(
+                "SELECT count(*) FROM pg_stat_subscription WHERE subname = '{sub}' AND pid IS NOT NULL"
+            ),
+        ) != "0"
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sql(
+            self.dst,
+            &self.native_db,
+            &format!("ALTER SUBSCRIPTION {sub} ENABLE"),
+        );
+    }
+
     /// Starts `pgsub sync` (no `--until`) in the background.
     pub fn start_pgsub(&self, extra: &[&str]) -> Child {
         start(pgsub().args(self.sync_args(extra)))
