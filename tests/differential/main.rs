@@ -327,6 +327,20 @@ fn run_seed(seed: u64) -> Outcome {
         Ok(())
     };
     let silent = (!pgsub_failed && !p_diff.is_empty()).then(|| p_diff.clone());
+    if pgsub_failed || !p_diff.is_empty() {
+        // pgsub's whole output, for the one who reruns the seed.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential");
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("seed-{seed}.log"));
+        let _ = std::fs::write(
+            &path,
+            format!(
+                "--- differences\n{p_diff}\n--- native\n{n_diff}\n--- background run\n{}\n--- last run\n{}\n",
+                stopped.stderr, last.stderr
+            ),
+        );
+        eprintln!("seed {seed}: pgsub's output in {}", path.display());
+    }
     // verify must agree with the comparison above.
     if !pgsub_failed {
         let v = run_args(&[
