@@ -115,7 +115,7 @@ pub async fn copy_tables(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let copied = joined.map_err(|e| Error::Config(format!("a copy job failed: {e}")))??;
+        let copied = joined.map_err(|e| Error::Definite(format!("a copy job failed: {e}")))??;
         remaining -= 1;
         if let Some(r) = metrics {
             r.set(

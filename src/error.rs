@@ -1,12 +1,17 @@
-//! The error every command returns, and its exit code.
+//! The error every command returns, its kind, and the exit code the kind decides.
 //!
-//! | exit | meaning                                                                |
-//! |------|------------------------------------------------------------------------|
-//! | 0    | done                                                                   |
-//! | 1    | runtime failure (connection lost mid-run, a damaged stream or file …) |
-//! | 2    | usage or configuration: bad conninfo, first connection impossible,     |
-//! |      | authentication failed, missing publication or slot, wal_level …        |
-//! | 3    | verify found differences                                               |
+//! Every error has a [`ErrorKind`], set where it is made (a server error by its SQLSTATE,
+//! through [`crate::pg::sqlstate`]); the exit code and whether `sync` retries follow the
+//! kind, never the message text.
+//!
+//! | kind          | exit | meaning                                                        |
+//! |---------------|------|----------------------------------------------------------------|
+//! | —             | 0    | done                                                           |
+//! | `Transient`   | 1    | worth retrying: a connection lost, a server restarting, a deadlock (sync retries these) |
+//! | `Definite`    | 1    | a runtime failure that would repeat: a damaged stream or file, a conflict, a value the destination refuses |
+//! | `Usage`       | 2    | the command line is wrong                                      |
+//! | `Config`      | 2    | the servers are set up wrong: bad conninfo, first connection impossible, authentication failed, missing publication or slot, wal_level … |
+//! | `Differences` | 3    | verify found differences                                       |
 //!
 //! Each variant's message names what failed and what to do about it.
 
@@ -25,6 +30,9 @@ pub enum Error {
     /// The servers are not set up as the command needs; the message says how to fix it.
     #[error("{0}")]
     Config(String),
+    /// A runtime failure that would happen again the same way (the message says what).
+    #[error("{0}")]
+    Definite(String),
     /// Connecting at the start failed: nothing was done.
     #[error("{0}{hint}", hint = startup_hint(.0))]
     Startup(Box<ConnError>),
@@ -85,21 +93,54 @@ impl From<RecordError> for Error {
 }
 
 impl Error {
+    /// What kind of error this is: it decides the exit code and whether to retry.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Config(_) | Error::Startup(_) => ErrorKind::Config,
+            Error::Differences(_) => ErrorKind::Differences,
+            Error::Conn(e) => ErrorKind::from(e.class()),
+            Error::Sql(e) => e.kind(),
+            Error::Record(e) if e.is_unusable_file() => ErrorKind::Config,
+            Error::Definite(_)
+            | Error::Conflict(_)
+            | Error::Stream(_)
+            | Error::Invariant(_)
+            | Error::Record(_)
+            | Error::Io { .. } => ErrorKind::Definite,
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
+        self.kind().exit_code()
+    }
+
+    /// Worth retrying from the stored progress.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+
+    /// A failure to connect (as opposed to one on a connection already made): at the
+    /// very start, a setup problem to report.
+    pub fn is_connecting(&self) -> bool {
         match self {
-            Error::Differences(_) => 3,
-            Error::Usage(_) | Error::Config(_) | Error::Startup(_) => 2,
-            Error::Conn(e) if e.class() == ErrorClass::Config => 2,
-            Error::Record(e) if e.is_unusable_file() => 2,
-            Error::Sql(e) if e.context.starts_with("connecting") => 2,
-            Error::Sql(e)
-                if e.code()
-                    .is_some_and(|c| c.starts_with("28") || c == "3D000") =>
-            {
-                2
-            }
-            _ => 1,
+            Error::Startup(_) => true,
+            Error::Sql(s) => s.connecting,
+            _ => false,
+        }
+    }
+
+    /// Worth retrying once a run has started: transient, or a failure to connect to a
+    /// server that was reachable before (refused, reset, starting up), but not one that
+    /// says the setup changed (authentication, a database gone).
+    pub fn is_retryable_once_started(&self) -> bool {
+        match self {
+            Error::Startup(c) => c.class() == ErrorClass::Transient,
+            Error::Sql(s) if s.connecting => s
+                .code()
+                .is_none_or(|c| crate::pg::sqlstate::classify(c) == ErrorClass::Transient),
+            _ => self.is_transient(),
         }
     }
 
@@ -145,5 +186,62 @@ fn retry_hint(e: &ConnError) -> &'static str {
     }
 }
 
+/// What kind of error, whatever its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command line is wrong.
+    Usage,
+    /// The servers or roles are set up wrong.
+    Config,
+    /// Retrying later may succeed.
+    Transient,
+    /// Retrying would fail the same way.
+    Definite,
+    /// `verify` found differences.
+    Differences,
+}
+
+impl ErrorKind {
+    /// The process exit code of an error of this kind.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Transient | ErrorKind::Definite => 1,
+            ErrorKind::Usage | ErrorKind::Config => 2,
+            ErrorKind::Differences => 3,
+        }
+    }
+}
+
+impl From<ErrorClass> for ErrorKind {
+    fn from(c: ErrorClass) -> Self {
+        match c {
+            ErrorClass::Config => ErrorKind::Config,
+            ErrorClass::Transient => ErrorKind::Transient,
+            ErrorClass::Definite => ErrorKind::Definite,
+        }
+    }
+}
+
 /// Result of a command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_decides_the_exit_code() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::Config("x".into()).exit_code(), 2);
+        assert_eq!(Error::Definite("x".into()).exit_code(), 1);
+        assert_eq!(Error::Conflict("x".into()).kind(), ErrorKind::Definite);
+        assert_eq!(Error::Differences("x".into()).exit_code(), 3);
+        let closed = Error::from(ConnError::Closed {
+            context: "streaming".into(),
+        });
+        assert!(closed.is_transient());
+        assert!(closed.is_retryable_once_started());
+        assert_eq!(closed.exit_code(), 1);
+        assert!(!Error::Definite("x".into()).is_retryable_once_started());
+    }
+}

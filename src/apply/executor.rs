@@ -162,7 +162,7 @@ impl Executor {
         self.tx
             .send(job)
             .await
-            .map_err(|_| Error::Config("the destination executor stopped".into()))
+            .map_err(|_| Error::Definite("the destination executor stopped".into()))
     }
 
     /// Queues a prepared statement.
@@ -198,7 +198,7 @@ impl Executor {
         let (tx, rx) = oneshot::channel();
         self.push(Job::Barrier(tx)).await?;
         rx.await
-            .map_err(|_| Error::Config("the destination executor stopped".into()))
+            .map_err(|_| Error::Definite("the destination executor stopped".into()))
     }
 }
 

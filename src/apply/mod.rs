@@ -207,7 +207,7 @@ impl ApplySink {
     async fn target(&mut self, rels: &RelationCache, relid: u32) -> Result<Arc<Target>> {
         if !self.targets.contains_key(&relid) {
             let rel = rels.get(relid).ok_or_else(|| {
-                Error::Config(format!(
+                Error::Definite(format!(
                     "a change for relation OID {relid} arrived before its description"
                 ))
             })?;
@@ -734,7 +734,7 @@ impl ApplySink {
     /// of every table it changes before its first change).
     async fn apply_streamed(&mut self, c: &StreamCommit) -> Result<()> {
         let Some(mut reader) = self.spool.take(c.xid)? else {
-            return Err(Error::Config(format!(
+            return Err(Error::Definite(format!(
                 "Stream Commit of transaction {} whose blocks pgsub did not receive; restart pgsub (the source sends it again)",
                 c.xid
             )));
@@ -753,7 +753,7 @@ impl ApplySink {
         let mut decoder = Decoder::within_stream_block();
         while let Some(bytes) = reader.next_message()? {
             let msg = decoder.decode(bytes).map_err(|e| {
-                Error::Config(format!(
+                Error::Definite(format!(
                     "a spooled message of streamed transaction {} does not decode: {e}",
                     c.xid
                 ))

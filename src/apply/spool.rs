@@ -109,7 +109,7 @@ impl Spool {
     /// Appends one message of the open block; `subxid` is the (sub)transaction that made it.
     pub fn append(&mut self, subxid: u32, message: &[u8]) -> Result<()> {
         let Some((xid, w)) = self.writing.as_mut() else {
-            return Err(Error::Config(
+            return Err(Error::Definite(
                 "a streamed change arrived outside a stream block".into(),
             ));
         };
@@ -117,7 +117,7 @@ impl Spool {
         crc.update(&subxid.to_be_bytes());
         crc.update(message);
         let len = u32::try_from(message.len() + 4).map_err(|_| {
-            Error::Config(format!(
+            Error::Definite(format!(
                 "a streamed message of {} bytes is too large to spool",
                 message.len()
             ))
@@ -227,7 +227,7 @@ impl SpoolReader {
             let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
             let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
             let damaged = |why: &str| {
-                Error::Config(format!(
+                Error::Definite(format!(
                     "the spool file {} is damaged at offset {} ({why}); nothing of that transaction was applied: restart pgsub and the source sends it again",
                     self.path.display(),
                     self.offset

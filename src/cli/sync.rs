@@ -20,7 +20,6 @@ use std::time::Duration;
 use super::args::{Cli, SyncArgs};
 use super::summary;
 use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
-use crate::conn::ErrorClass;
 use crate::conn::replication::SnapshotAction;
 use crate::conninfo::Conninfo;
 use crate::copy::{self, CopyPlan};
@@ -78,8 +77,10 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         };
         match result {
             Ok(()) => return Ok(()),
-            Err(e) if attempt > 0 || !is_startup(&e) => {
-                if !is_transient(&e) || *shutdown.borrow() {
+            // The very first connection failing is a setup problem to report; after a
+            // start, a server that was reachable will probably be again.
+            Err(e) if attempt > 0 || !e.is_connecting() => {
+                if !e.is_retryable_once_started() || *shutdown.borrow() {
                     return Err(e);
                 }
                 tracing::warn!(
@@ -98,24 +99,6 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// An error of the very first connection attempt: a configuration problem to report,
-/// not to retry.
-fn is_startup(e: &Error) -> bool {
-    match e {
-        Error::Startup(_) => true,
-        Error::Sql(s) => s.context.starts_with("connecting"),
-        _ => false,
-    }
-}
-
-fn is_transient(e: &Error) -> bool {
-    match e {
-        Error::Conn(c) | Error::Startup(c) => c.class() == ErrorClass::Transient,
-        Error::Sql(s) => s.is_transient(),
-        _ => false,
     }
 }
 

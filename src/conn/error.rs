@@ -13,44 +13,9 @@ use crate::protocol::reader::DecodeError;
 
 use super::tls::TlsConfigError;
 
-/// What the caller should do about an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Fix the configuration (command line, server settings); exit 2.
-    Config,
-    /// Reconnect and resume from the confirmed position.
-    Transient,
-    /// Stop and report; retrying would fail the same way.
-    Definite,
-}
-
-/// SQLSTATE codes pgsub reacts to.
-pub mod sqlstate {
-    /// invalid_password
-    pub const INVALID_PASSWORD: &str = "28P01";
-    /// invalid_authorization_specification (no pg_hba entry, unknown user with trust …)
-    pub const INVALID_AUTHORIZATION: &str = "28000";
-    /// invalid_catalog_name (database does not exist)
-    pub const INVALID_CATALOG_NAME: &str = "3D000";
-    /// undefined_object (replication slot does not exist)
-    pub const UNDEFINED_OBJECT: &str = "42704";
-    /// duplicate_object (replication slot exists)
-    pub const DUPLICATE_OBJECT: &str = "42710";
-    /// object_in_use (replication slot is active)
-    pub const OBJECT_IN_USE: &str = "55006";
-    /// object_not_in_prerequisite_state (slot invalidated, wal_level too low …)
-    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
-    /// insufficient_privilege
-    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
-    /// too_many_connections
-    pub const TOO_MANY_CONNECTIONS: &str = "53300";
-    /// feature_not_supported
-    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
-    /// configuration_limit_exceeded (max_replication_slots reached)
-    pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
-    /// undefined_file (slot file missing …)
-    pub const UNDEFINED_FILE: &str = "58P01";
-}
+/// SQLSTATE codes pgsub reacts to (the one list is [`crate::pg::sqlstate`]).
+pub use crate::pg::sqlstate;
+pub use crate::pg::sqlstate::Class as ErrorClass;
 
 /// A failure on a connection.
 #[derive(Debug, thiserror::Error)]
@@ -228,22 +193,7 @@ impl ConnError {
 
 /// The class of a server error by SQLSTATE.
 pub fn classify_sqlstate(code: &str) -> ErrorClass {
-    match code {
-        sqlstate::INVALID_PASSWORD
-        | sqlstate::INVALID_AUTHORIZATION
-        | sqlstate::INVALID_CATALOG_NAME
-        | sqlstate::UNDEFINED_OBJECT
-        | sqlstate::DUPLICATE_OBJECT
-        | sqlstate::INSUFFICIENT_PRIVILEGE
-        | sqlstate::FEATURE_NOT_SUPPORTED
-        | sqlstate::CONFIGURATION_LIMIT_EXCEEDED
-        | sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE => ErrorClass::Config,
-        // Slot held by a walsender that has not yet noticed its client left; server
-        // starting up or shutting down; too many connections; connection failures.
-        sqlstate::OBJECT_IN_USE | sqlstate::TOO_MANY_CONNECTIONS => ErrorClass::Transient,
-        c if c.starts_with("08") || c.starts_with("57P") => ErrorClass::Transient,
-        _ => ErrorClass::Definite,
-    }
+    sqlstate::classify(code)
 }
 
 #[cfg(test)]

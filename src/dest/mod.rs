@@ -19,7 +19,7 @@ pub mod tls;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::conninfo::{Conninfo, SslMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// A connected destination session.
 pub struct Dest {
@@ -52,6 +52,8 @@ pub struct SqlError {
     /// The client's error.
     #[source]
     pub source: tokio_postgres::Error,
+    /// It happened while connecting.
+    pub connecting: bool,
 }
 
 /// The server's message with SQLSTATE, detail and hint, or the client's own error.
@@ -85,6 +87,15 @@ impl SqlError {
         SqlError {
             context: context.into(),
             source,
+            connecting: false,
+        }
+    }
+
+    /// A failure to connect.
+    pub fn connecting(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        SqlError {
+            connecting: true,
+            ..SqlError::new(context, source)
         }
     }
 
@@ -93,11 +104,22 @@ impl SqlError {
         self.source.as_db_error().map(|d| d.code().code())
     }
 
-    /// True when reconnecting may help (connection lost, server shutting down).
-    pub fn is_transient(&self) -> bool {
+    /// Its kind: a server error by its SQLSTATE; a failure to connect is a setup
+    /// problem (what `sync` retries after its first start); a connection lost is
+    /// transient.
+    pub fn kind(&self) -> ErrorKind {
         match self.code() {
-            Some(c) => c.starts_with("08") || c.starts_with("57P") || c == "53300",
-            None => self.source.is_closed() || self.source.as_db_error().is_none(),
+            Some(c) => match crate::pg::sqlstate::classify(c) {
+                crate::pg::sqlstate::Class::Config => ErrorKind::Config,
+                _ if self.connecting => ErrorKind::Config,
+                crate::pg::sqlstate::Class::Transient => ErrorKind::Transient,
+                crate::pg::sqlstate::Class::Definite => ErrorKind::Definite,
+            },
+            None if self.connecting => ErrorKind::Config,
+            None if self.source.is_closed() || self.source.as_db_error().is_none() => {
+                ErrorKind::Transient
+            }
+            None => ErrorKind::Definite,
         }
     }
 }
@@ -144,7 +166,7 @@ pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client> {
     config.options(&options);
     let target = info.host_display();
     let fail = |e| {
-        Error::from(SqlError::new(
+        Error::from(SqlError::connecting(
             format!("connecting to the {what} ({target})"),
             e,
         ))

@@ -184,7 +184,7 @@ pub async fn verify(
         let Some(done) = running.join_next().await else {
             break;
         };
-        let (i, r) = done.map_err(|e| Error::Config(format!("a verify task failed: {e}")))?;
+        let (i, r) = done.map_err(|e| Error::Definite(format!("a verify task failed: {e}")))?;
         reports.push((i, r?));
     }
     reports.sort_by_key(|(i, _)| *i);
