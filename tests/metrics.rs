@@ -90,7 +90,7 @@ fn sync_serves_every_documented_metric_and_they_follow_the_work() {
         value(b, "pgsub_applied_rows_total{op=\"insert\"}") == Some(100.0)
             && value(b, "pgsub_applied_rows_total{op=\"delete\"}") == Some(2.0)
     });
-    for m in pgsub::metrics::ALL {
+    for m in pgsub::output::metrics::ALL {
         assert!(
             body.contains(&format!("# TYPE {} ", m.name)),
             "{} missing:\n{body}",
@@ -191,7 +191,7 @@ fn decode_serves_metrics_and_a_busy_port_is_a_clear_error() {
 #[test]
 fn every_declared_metric_is_documented_in_the_readme() {
     let readme = include_str!("../README.md");
-    for m in pgsub::metrics::ALL {
+    for m in pgsub::output::metrics::ALL {
         assert!(
             readme.contains(&format!("`{}", m.name)),
             "{} is not in README.md",

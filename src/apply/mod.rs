@@ -66,7 +66,7 @@ use crate::pg::sqlstate;
 use crate::pgoutput::{
     Begin, ColumnRef, Commit, Decoder, OldTuple, PgOutput, StreamCommit, TupleData,
 };
-use crate::source::run::Sink;
+use crate::replicate::run::Sink;
 use crate::stream::relations::{OidMap, RelationCache};
 use crate::stream::{Event, Session};
 use batch::{MAX_RUN_ROWS, Run, RunKind, fingerprint};

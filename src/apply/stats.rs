@@ -34,7 +34,7 @@ pub struct ApplyStats {
 /// a conflict series of each kind for every table changes were applied to (zero until one
 /// happens), and for every table a conflict happened on.
 pub fn publish<'a>(s: &ApplyStats, conflicts: &Conflicts, tables: impl Iterator<Item = &'a str>) {
-    use crate::metrics::*;
+    use crate::output::metrics::*;
     let Some(r) = registry() else { return };
     r.set(&APPLIED_TRANSACTIONS_TOTAL, &[], s.transactions as f64);
     r.set(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pgoutput::options::{OriginFilter, Streaming};
-use crate::source::run::Until;
+use crate::replicate::run::Until;
 
 /// pgsub: a standalone PostgreSQL logical-replication subscriber.
 #[derive(Debug, Parser)]
@@ -254,8 +254,8 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub slot_wait: u64,
     /// Table definitions on the destination: verify they match, create what is missing, or skip.
-    #[arg(long, value_enum, default_value_t = crate::schema::SchemaMode::Verify)]
-    pub schema: crate::schema::SchemaMode,
+    #[arg(long, value_enum, default_value_t = crate::sync::schema::SchemaMode::Verify)]
+    pub schema: crate::sync::schema::SchemaMode,
     /// Copy the tables' current contents first (default: when this run creates the slot).
     #[arg(long, overrides_with = "no_copy_data")]
     pub copy_data: bool,

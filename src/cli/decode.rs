@@ -8,11 +8,10 @@ use std::io::{BufReader, BufWriter, Stdout, Write};
 use bytes::Bytes;
 
 use super::args::{Cli, DecodeArgs};
-use super::{stream_setup, summary};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::record;
-use crate::source::run::{Sink, Until};
+use crate::replicate::run::{Sink, Until};
 use crate::stream::{Event, Session};
 
 /// Writes JSON lines.
@@ -29,7 +28,7 @@ impl JsonLines {
 
     fn write(&mut self, session: &Session, event: &Event) -> Result<()> {
         if let Event::Message { header, msg, .. } = event {
-            let v = crate::json::message(header, msg, session.relations());
+            let v = crate::output::json::message(header, msg, session.relations());
             serde_json::to_writer(&mut self.out, &v)
                 .map_err(|e| Error::io("writing to stdout", e.into()))?;
             self.out
@@ -66,13 +65,15 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
         return decode_file(cli, path, args.stream.until);
     }
     if let Some(addr) = &args.metrics_addr {
-        crate::metrics::serve(addr).await?;
+        crate::output::metrics::serve(addr).await?;
     }
-    let mut started = stream_setup::start(&args.stream).await?;
+    let mut started = super::start_stream(&args.stream).await?;
     let mut sink = JsonLines::new();
-    let end = started.stream_into(&mut sink).await?;
+    let end = started
+        .stream_into(&mut sink, super::shutdown_signal())
+        .await?;
     sink.flush()?;
-    summary::print("decode", cli, Some(&end), &started.session)
+    crate::output::summary::print("decode", &super::output(cli), Some(&end), &started.session)
 }
 
 /// Decodes a recording. `--until LSN` stops after the unit that reaches it;
@@ -113,5 +114,5 @@ fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Resul
     out.flush()?;
     result?;
     session.accounting().check()?;
-    summary::print("decode", cli, None, &session)
+    crate::output::summary::print("decode", &super::output(cli), None, &session)
 }

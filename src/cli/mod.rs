@@ -10,8 +10,6 @@ mod record;
 mod sequences;
 mod slot;
 mod status;
-mod stream_setup;
-mod summary;
 mod sync;
 mod verify;
 
@@ -61,20 +59,62 @@ pub(crate) fn resolve_dest(dest: Option<&str>) -> Result<Conninfo> {
     Conninfo::resolve(raw).map_err(|e| Error::Usage(format!("--dest: {e}")))
 }
 
-/// Writes a report meant for people to stderr; under `--log-format json` it becomes one
-/// JSON log line, so that stderr stays machine-readable.
-pub(crate) fn say(cli: &Cli, text: &str) {
-    if cli.log_format == args::Format::Json {
-        tracing::info!(report = text.trim_end(), "report");
-    } else {
-        eprint!(
-            "{}",
-            if text.ends_with('\n') {
-                text.to_owned()
-            } else {
-                format!("{text}\n")
-            }
-        );
+/// `START_REPLICATION` for `decode` and `record`: the one start-up path, with the slot
+/// checked (or created with `--create-slot`) and streaming from its confirmed position.
+pub(crate) async fn start_stream(
+    args: &args::StreamArgs,
+) -> Result<crate::replicate::start::Started> {
+    use std::time::Duration;
+    let info = resolve_source(args.source.conninfo.as_deref())?;
+    let requested = crate::pgoutput::options::RequestedOptions {
+        publication_names: args.publications.clone(),
+        binary: match args.binary {
+            args::Toggle::Auto => None,
+            args::Toggle::On => Some(true),
+            args::Toggle::Off => Some(false),
+        },
+        messages: if args.no_messages { Some(false) } else { None },
+        streaming: Some(args.streaming.into()),
+        two_phase: args.two_phase.then_some(true),
+        origin: args.origin.map(Into::into),
+        proto_version: args.proto_version,
+    };
+    let mut prepared = crate::replicate::start::connect(&info, &args.slot, &requested).await?;
+    let slot = crate::source::prepare_slot(
+        &mut prepared.conn,
+        &crate::source::SlotRequest {
+            name: args.slot.clone(),
+            create: args.create_slot,
+            two_phase: args.two_phase,
+            wait: Duration::from_secs(args.slot_wait),
+        },
+    )
+    .await?;
+    let confirmed = slot.confirmed_flush_lsn.unwrap_or_default();
+    // 0/0 asks the server to start at the slot's confirmed position; the session's floor
+    // is that same position, so nothing below it is ever reported.
+    prepared
+        .start(&crate::replicate::start::StartAt {
+            slot: args.slot.clone(),
+            requested: crate::lsn::Lsn::ZERO,
+            floor: confirmed,
+            until: args.until,
+            acknowledge: !args.no_ack,
+            status_interval: Duration::from_secs(args.status_interval),
+            stats_interval: None,
+        })
+        .await
+}
+
+/// How `cli` asks reports to be written.
+pub(crate) fn output(cli: &Cli) -> crate::output::Output {
+    crate::output::Output {
+        format: match cli.format {
+            args::Format::Text => crate::output::Format::Text,
+            args::Format::Json => crate::output::Format::Json,
+        },
+        log_json: cli.log_format == args::Format::Json,
+        quiet: cli.quiet > 0,
     }
 }
 

@@ -8,12 +8,11 @@ use std::io::BufWriter;
 use bytes::Bytes;
 
 use super::args::{Cli, RecordArgs};
-use super::{stream_setup, summary};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::protocol::time::PgTimestamp;
 use crate::record::{self, Header, Writer};
-use crate::source::run::Sink;
+use crate::replicate::run::Sink;
 use crate::stream::{Event, Session};
 
 struct RecordSink {
@@ -52,7 +51,7 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         path: path.clone(),
         source,
     })?;
-    let mut started = stream_setup::start(&args.stream).await?;
+    let mut started = super::start_stream(&args.stream).await?;
     // Each acknowledgement costs an fsync of the recording: once a second is plenty.
     started.run.progress_gap = std::time::Duration::from_secs(1);
     let header = Header {
@@ -65,19 +64,21 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         server_version_num: started.conn.server_version_num(),
         system_id: started.identify.systemid.clone(),
         timeline: started.identify.timeline,
-        slot: started.slot.slot_name.clone(),
+        slot: started.run.slot.clone(),
         start_lsn: started.start.to_string(),
         options: started.options.to_sql(),
         recorded_at: PgTimestamp::now().to_string(),
     };
     let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), &path, &header)?;
     let mut sink = RecordSink { writer };
-    let end = started.stream_into(&mut sink).await?;
+    let end = started
+        .stream_into(&mut sink, super::shutdown_signal())
+        .await?;
     let frames = sink.writer.frames();
     let file = sink.writer.finish()?;
     file.get_ref()
         .sync_all()
         .map_err(|e| Error::io("syncing the recording to disk", e))?;
     tracing::info!(path = %path, frames, "recording complete");
-    summary::print("record", cli, Some(&end), &started.session)
+    crate::output::summary::print("record", &super::output(cli), Some(&end), &started.session)
 }

@@ -5,7 +5,6 @@
 //! and the command that fixes it; `pgsub` exits 2 for those. Nothing here creates or
 //! drops anything unless asked: an invalidated slot is reported, never recreated.
 
-pub mod run;
 pub mod slots;
 pub mod tables;
 

@@ -28,10 +28,10 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio::task::JoinSet;
 
 use crate::conninfo::Conninfo;
-use crate::copy_progress::CopyProgress;
 use crate::dest::{self, SqlError};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::output::progress::CopyProgress;
 use crate::pg::ident::qualified;
 use crate::source::tables::PublishedTable;
 
@@ -88,10 +88,10 @@ pub async fn copy_tables(
     let dest_info = Arc::new(dest_info.clone());
     let plan = Arc::new(plan.clone());
     let mut remaining = tables.len();
-    let metrics = crate::metrics::registry();
+    let metrics = crate::output::metrics::registry();
     if let Some(r) = metrics {
         r.set(
-            &crate::metrics::COPY_TABLES_REMAINING,
+            &crate::output::metrics::COPY_TABLES_REMAINING,
             &[],
             remaining as f64,
         );
@@ -119,12 +119,12 @@ pub async fn copy_tables(
         remaining -= 1;
         if let Some(r) = metrics {
             r.set(
-                &crate::metrics::COPY_TABLES_REMAINING,
+                &crate::output::metrics::COPY_TABLES_REMAINING,
                 &[],
                 remaining as f64,
             );
             r.set(
-                &crate::metrics::COPY_ROWS,
+                &crate::output::metrics::COPY_ROWS,
                 &[("table", &copied.table)],
                 copied.rows as f64,
             );
@@ -295,15 +295,15 @@ async fn copy_one(
         if batch.len() >= COPY_BATCH {
             crate::failpoint::hit(crate::failpoint::MID_TABLE_COPY);
             shown.update(rows_seen, bytes);
-            if let Some(r) = crate::metrics::registry() {
+            if let Some(r) = crate::output::metrics::registry() {
                 // The source sends one CopyData per row: a row count while copying.
                 r.set(
-                    &crate::metrics::COPY_ROWS,
+                    &crate::output::metrics::COPY_ROWS,
                     &[("table", &name)],
                     rows_seen as f64,
                 );
                 r.set(
-                    &crate::metrics::COPY_BYTES,
+                    &crate::output::metrics::COPY_BYTES,
                     &[("table", &name)],
                     bytes as f64,
                 );
@@ -317,9 +317,9 @@ async fn copy_one(
         sink.send(batch.freeze()).await.map_err(write_err())?;
     }
     let rows = sink.finish().await.map_err(write_err())?;
-    if let Some(r) = crate::metrics::registry() {
+    if let Some(r) = crate::output::metrics::registry() {
         r.set(
-            &crate::metrics::COPY_BYTES,
+            &crate::output::metrics::COPY_BYTES,
             &[("table", &name)],
             bytes as f64,
         );

@@ -6,9 +6,9 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::args::{Cli, Format};
+use super::{Format, Output};
 use crate::error::{Error, Result};
-use crate::source::run::RunEnd;
+use crate::replicate::run::RunEnd;
 use crate::stream::Session;
 
 fn end_text(end: &RunEnd) -> String {
@@ -20,13 +20,8 @@ fn end_text(end: &RunEnd) -> String {
 }
 
 /// Prints the summary of a session; `quiet` (`-q`) drops the text form, not the JSON one.
-pub(crate) fn print(
-    command: &str,
-    cli: &Cli,
-    end: Option<&RunEnd>,
-    session: &Session,
-) -> Result<()> {
-    let (format, quiet) = (cli.format, cli.quiet > 0);
+pub fn print(command: &str, out: &Output, end: Option<&RunEnd>, session: &Session) -> Result<()> {
+    let (format, quiet) = (out.format, out.quiet);
     let pos = session.positions();
     let acc = session.accounting().summary();
     match format {
@@ -43,9 +38,9 @@ pub(crate) fn print(
                 },
                 "accounting": acc,
             });
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{v}")
-                .and_then(|()| out.flush())
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{v}")
+                .and_then(|()| stdout.flush())
                 .map_err(|e| Error::io("writing the summary to stdout", e))
         }
         Format::Text if quiet => Ok(()),
@@ -112,7 +107,7 @@ pub(crate) fn print(
                     last.bytes_since(first)
                 );
             }
-            super::say(cli, &s);
+            out.say(&s);
             Ok(())
         }
     }

@@ -147,7 +147,7 @@ pub async fn run<S: Sink>(
         if let Some(every) = opts.stats_interval {
             wake = wake.min(stats.at + every);
         }
-        if crate::metrics::registry().is_some() {
+        if crate::output::metrics::registry().is_some() {
             wake = wake.min(metrics_at + METRICS_EVERY);
         }
         tokio::select! {
@@ -181,8 +181,8 @@ pub async fn run<S: Sink>(
         {
             stats.log(session, now);
         }
-        if crate::metrics::registry().is_some() && now >= metrics_at + METRICS_EVERY {
-            crate::metrics::publish_session(session);
+        if crate::output::metrics::registry().is_some() && now >= metrics_at + METRICS_EVERY {
+            crate::output::metrics::publish_session(session);
             sink.publish_metrics();
             metrics_at = now;
         }
@@ -230,7 +230,7 @@ pub async fn run<S: Sink>(
         .await?;
     }
     conn.finish_copy_both(server_end).await?;
-    crate::metrics::publish_session(session);
+    crate::output::metrics::publish_session(session);
     sink.publish_metrics();
     session.accounting().check()?;
     Ok(end)

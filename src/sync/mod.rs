@@ -1,0 +1,152 @@
+//! `sync`: the stand-in subscription, as a domain module with plain options. One run
+//! ([`once`]) connects, checks ([`preflight`], [`schema`]), copies ([`copy`]) and streams
+//! into [`crate::apply`]; [`run`] repeats it after transient failures.
+//!
+//! Transient failures (a connection lost, a server restarting, the slot still held by the
+//! walsender of a pgsub that just died, a deadlock on the destination) restart the run
+//! after a capped exponential backoff; everything in it is idempotent, and streaming
+//! resumes from the progress the destination recorded.
+
+pub mod copy;
+pub mod once;
+pub mod preflight;
+pub mod schema;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::apply::conflicts::OnConflict;
+use crate::conninfo::Conninfo;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::pgoutput::options::Streaming;
+use crate::replicate::run::{RunEnd, Until};
+use schema::SchemaMode;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Walsender failures in a row that are retried before pgsub gives up.
+const MAX_STREAM_FAILURES: u32 = 5;
+
+/// Everything a `sync` needs to know.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The source.
+    pub source: Conninfo,
+    /// The destination.
+    pub dest: Conninfo,
+    /// Publications.
+    pub publications: Vec<String>,
+    /// The slot.
+    pub slot: String,
+    /// The subscription's name (the key of its progress).
+    pub name: String,
+    /// Create the slot when it does not exist.
+    pub create_slot: bool,
+    /// How long to wait for a slot another process holds.
+    pub slot_wait: Duration,
+    /// What to do about table definitions.
+    pub schema: SchemaMode,
+    /// `--copy-data` / `--no-copy-data` (default: copy when the slot is created).
+    pub copy_data: Option<bool>,
+    /// Tables copied at once.
+    pub copy_jobs: usize,
+    /// Empty destination tables before copying into them.
+    pub truncate_before_copy: bool,
+    /// Stop there.
+    pub until: Option<Until>,
+    /// Statistics lines, if any.
+    pub stats_interval: Option<Duration>,
+    /// Longest time between standby status updates.
+    pub status_interval: Duration,
+    /// Serve metrics there.
+    pub metrics_addr: Option<String>,
+    /// Large in-progress transactions.
+    pub streaming: Streaming,
+    /// Where streamed transactions are kept.
+    pub spool_dir: Option<PathBuf>,
+    /// What to do about conflicts.
+    pub on_conflict: OnConflict,
+    /// Copy progress bars (a terminal).
+    pub progress_bars: bool,
+}
+
+/// Runs `sync` until `--until`, a shutdown, or a failure that is not worth retrying.
+pub async fn run(
+    opts: &SyncOptions,
+    out: &Output,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    crate::source::validate_slot_name(&opts.slot)?;
+    if opts.publications.is_empty() {
+        return Err(Error::Usage(
+            "no publication given: pass --publication NAME (several as a comma-separated list)"
+                .into(),
+        ));
+    }
+    if let Some(addr) = &opts.metrics_addr {
+        crate::output::metrics::serve(addr).await?;
+        if let Some(r) = crate::output::metrics::registry() {
+            r.add(&crate::output::metrics::RECONNECTS_TOTAL, &[], 0.0);
+        }
+    }
+    let mut shutdown = shutdown;
+    let mut backoff = Duration::from_secs(1);
+    let mut attempt = 0u32;
+    // The walsender failing while streaming is retried (a fresh one may decode what it
+    // could not), but not forever when it keeps failing the same way.
+    let mut stream_failures = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        let result = once::run(opts, out, shutdown.clone()).await;
+        if started.elapsed() > MAX_BACKOFF {
+            // It ran a good while: this failure is news, not a repeat.
+            backoff = Duration::from_secs(1);
+            stream_failures = 0;
+        }
+        if let Err(Error::Conn(c)) = &result
+            && matches!(**c, crate::conn::ConnError::StreamFailed { .. })
+        {
+            stream_failures += 1;
+            if stream_failures > MAX_STREAM_FAILURES {
+                return result.map(|_| ());
+            }
+        }
+        // The source ending the stream (it is shutting down) is a pause, not the end: a
+        // subscription keeps going until it reaches --until or is told to stop.
+        let result = match result {
+            Ok(RunEnd::ServerEnded(how)) if !*shutdown.borrow() => {
+                Err(Error::Conn(Box::new(crate::conn::ConnError::Closed {
+                    context: format!(
+                        "streaming (the source ended the stream: {how:?}; it is probably restarting)"
+                    ),
+                })))
+            }
+            other => other.map(|_| ()),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            // The very first connection failing is a setup problem to report; after a
+            // start, a server that was reachable will probably be again.
+            Err(e) if attempt > 0 || !e.is_connecting() => {
+                if !e.is_retryable_once_started() || *shutdown.borrow() {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "{e}\n(transient: retrying in {} s; progress is kept on the destination, so nothing is lost or applied twice)",
+                    backoff.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+                if let Some(r) = crate::output::metrics::registry() {
+                    r.add(&crate::output::metrics::RECONNECTS_TOTAL, &[], 1.0);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

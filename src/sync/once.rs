@@ -1,0 +1,252 @@
+//! One run of `sync`: from connecting to the end of streaming.
+//!
+//! ```text
+//!  destination: pgsub schema, stored progress ─┐
+//!  source: version, wal_level, publications,   ├─► preflight ─► table definitions
+//!          system id, published tables         ┘        (verify | create | skip)
+//!      ─► tables to copy recorded (before the slot exists) ─► slot (created with an
+//!         exported snapshot when a copy is due) ─► copy (that snapshot, or a fresh one
+//!         from a temporary slot for tables whose copy was interrupted)
+//!      ─► START_REPLICATION from the stored progress ─► apply until --until / signal
+//! ```
+
+use super::copy::{self, CopyPlan};
+use super::schema::{self, SchemaMode};
+use super::{SyncOptions, preflight};
+use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
+use crate::conn::replication::SnapshotAction;
+use crate::dest;
+use crate::error::Result;
+use crate::lsn::Lsn;
+use crate::output::Output;
+use crate::pgoutput::options::RequestedOptions;
+use crate::replicate::run::RunEnd;
+use crate::replicate::start;
+use crate::source::tables::{self, PublishedTable};
+use crate::source::{self, SlotRequest, slots};
+use crate::state::progress;
+use crate::stream::Session;
+use crate::stream::relations::OidMap;
+
+fn requested(opts: &SyncOptions) -> RequestedOptions {
+    RequestedOptions {
+        publication_names: opts.publications.clone(),
+        binary: None,
+        // As the built-in subscription asks: sync applies no logical decoding messages.
+        messages: Some(false),
+        streaming: Some(opts.streaming),
+        two_phase: None,
+        origin: None,
+        proto_version: None,
+    }
+}
+
+/// Connects, checks, copies what is due and streams until the end of the run.
+pub async fn run(
+    opts: &SyncOptions,
+    out: &Output,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<RunEnd> {
+    let name = opts.name.clone();
+    let dest = dest::connect(&opts.dest).await?;
+    crate::state::setup(&dest.client).await?;
+    let stored = progress::read(&dest.client, &name).await?;
+
+    let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
+    let (mut conn, options, identify) = (prepared.conn, prepared.options, prepared.identify);
+    preflight::check_stored(&stored, &identify.systemid, &opts.slot, &name)?;
+    let tables = tables::published_tables(&mut conn, &opts.publications).await?;
+    preflight::lossiness_report(
+        &tables,
+        tables::publishes_changes(&mut conn, &opts.publications).await?,
+    );
+    schema::prepare(&dest.client, &tables, opts.schema).await?;
+
+    // What to copy: recorded before the slot exists, so that a run killed at any point
+    // after this still copies them next time.
+    let existing = slots::find(&mut conn, &opts.slot).await?;
+    let mut states = crate::state::tables::states(&dest.client, &name).await?;
+    if opts.copy_data.unwrap_or(existing.is_none()) && states.is_empty() {
+        let relations: Vec<String> = tables.iter().map(PublishedTable::qualified_name).collect();
+        crate::state::tables::plan(&dest.client, &name, &relations).await?;
+        states = crate::state::tables::states(&dest.client, &name).await?;
+    }
+    let to_copy: Vec<PublishedTable> = tables
+        .iter()
+        .filter(|t| states.get(&t.qualified_name()).is_some_and(|s| !s.ready))
+        .cloned()
+        .collect();
+    preflight::check_privileges(&mut conn, &dest.client, &tables, &to_copy).await?;
+    if existing.is_none() && opts.create_slot {
+        preflight::check_free_slot(&mut conn).await?;
+    }
+
+    // The slot: created here (exporting a snapshot when a copy is due) or checked.
+    let mut export = None;
+    let slot_start = match existing {
+        None if opts.create_slot => {
+            let action = if to_copy.is_empty() {
+                SnapshotAction::Nothing
+            } else {
+                SnapshotAction::Export
+            };
+            let created = conn
+                .create_replication_slot(&opts.slot, false, action, false)
+                .await?;
+            tracing::info!(slot = %opts.slot, consistent_point = %created.consistent_point, "created replication slot");
+            if let Some(snap) = created.snapshot_name {
+                export = Some((snap, created.consistent_point));
+            }
+            created.consistent_point
+        }
+        _ => {
+            let info = source::prepare_slot(
+                &mut conn,
+                &SlotRequest {
+                    name: opts.slot.clone(),
+                    create: false,
+                    two_phase: false,
+                    wait: opts.slot_wait,
+                },
+            )
+            .await?;
+            info.confirmed_flush_lsn.unwrap_or_default()
+        }
+    };
+
+    if !to_copy.is_empty() {
+        // A snapshot of its own for a copy resumed after the slot's snapshot is gone.
+        let mut temp = None;
+        let (snapshot, snapshot_lsn) = match export.take() {
+            Some(e) => e,
+            None => {
+                let mut c2 = source::connect(&opts.source, true).await?;
+                let tmp = format!("pgsub_copy_{}", std::process::id());
+                let created = c2
+                    .create_replication_slot(&tmp, true, SnapshotAction::Export, false)
+                    .await?;
+                temp = Some(c2);
+                (
+                    created.snapshot_name.unwrap_or_default(),
+                    created.consistent_point,
+                )
+            }
+        };
+        tracing::info!(tables = to_copy.len(), snapshot_lsn = %snapshot_lsn, jobs = opts.copy_jobs, "initial copy");
+        copy::copy_tables(
+            &opts.source,
+            &opts.dest,
+            to_copy,
+            &CopyPlan {
+                name: name.clone(),
+                snapshot,
+                snapshot_lsn,
+                jobs: opts.copy_jobs,
+                truncate_first: opts.truncate_before_copy,
+                bars: opts.progress_bars,
+            },
+        )
+        .await?;
+        if let Some(c2) = temp {
+            c2.close().await; // the temporary slot goes with its connection
+        }
+        states = crate::state::tables::states(&dest.client, &name).await?;
+    }
+
+    // Streaming, from the stored progress (the server starts at the later of that and the
+    // slot's confirmed position).
+    let mut snapshots = OidMap::default();
+    for t in &tables {
+        if let Some(crate::state::tables::CopyState {
+            ready: true,
+            snapshot_lsn: Some(lsn),
+        }) = states.get(&t.qualified_name())
+        {
+            snapshots.insert(t.relid, *lsn);
+        }
+    }
+    let applied = stored.as_ref().map_or(Lsn::ZERO, |p| p.applied_lsn);
+    let start = applied.max(slot_start);
+    if stored.is_none() {
+        // From the first run on, the destination knows which source and slot it follows.
+        progress::record(
+            &dest.client,
+            &name,
+            &identify.systemid,
+            &opts.slot,
+            &opts.publications,
+            start,
+        )
+        .await?;
+    }
+    let source_generated = tables
+        .iter()
+        .filter(|t| !t.generated_columns.is_empty())
+        .map(|t| (t.relid, t.generated_columns.clone()))
+        .collect();
+    let mut sink = ApplySink::new(
+        dest,
+        Subscription {
+            name: name.clone(),
+            system_id: identify.systemid.clone(),
+            slot: opts.slot.clone(),
+            publications: opts.publications.clone(),
+        },
+        applied,
+        snapshots,
+        GroupLimits::default(),
+        ApplyOptions {
+            add_columns: opts.schema == SchemaMode::Create,
+            on_conflict: opts.on_conflict,
+            source_generated,
+            // One directory per run: the spool is removed with it.
+            spool_dir: opts
+                .spool_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("pgsub-spool-{}", std::process::id()))),
+        },
+    );
+    let mut started = start::Prepared {
+        conn,
+        options,
+        identify,
+    }
+    .start(&start::StartAt {
+        slot: opts.slot.clone(),
+        requested: applied,
+        floor: start,
+        until: opts.until,
+        acknowledge: true,
+        status_interval: opts.status_interval,
+        stats_interval: opts.stats_interval,
+    })
+    .await?;
+    let end = started.stream_into(&mut sink, shutdown).await?;
+    report(out, &end, &started.session, &sink)?;
+    Ok(end)
+}
+
+fn report(out: &Output, end: &RunEnd, session: &Session, sink: &ApplySink) -> Result<()> {
+    let s = sink.stats();
+    if !out.quiet {
+        out.say(
+            &format!(
+                "pgsub sync: applied {} transactions in {} destination transactions ({} skipped as already applied): {} rows inserted, {} updated, {} deleted in {} statements, {} truncates{}",
+                s.transactions,
+                s.groups,
+                s.skipped_transactions,
+                s.inserted,
+                s.updated,
+                s.deleted,
+                s.statements,
+                s.truncates,
+                match sink.conflicts().summary() {
+                    c if c.is_empty() => String::new(),
+                    c =>
+                        format!("; conflicts: {c} (the destination differed; see pgsub.conflicts)"),
+                }
+            ),
+        );
+    }
+    crate::output::summary::print("sync", out, Some(end), session)
+}

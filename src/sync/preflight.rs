@@ -1,0 +1,167 @@
+//! The checks `sync` makes before it changes anything: what the stream cannot carry
+//! faithfully (warned about), the progress already stored against this source and slot,
+//! the roles' privileges on both sides, a free replication slot.
+
+use crate::conn::Connection;
+use crate::error::{Error, Result};
+use crate::source::tables::PublishedTable;
+use crate::state::progress::Progress;
+
+/// Warnings about what the stream cannot carry faithfully, printed before anything starts.
+/// `changes_published`: the publications publish UPDATE or DELETE.
+pub fn lossiness_report(tables: &[PublishedTable], changes_published: bool) {
+    for t in tables {
+        let name = t.qualified_name();
+        match t.replica_identity.as_str() {
+            _ if !changes_published => {}
+            "n" => tracing::warn!(
+                table = %name,
+                "REPLICA IDENTITY NOTHING: UPDATE and DELETE on this table will fail on the source while it is published; set a primary key or REPLICA IDENTITY FULL"
+            ),
+            "d" if t.key_columns.is_empty() => tracing::warn!(
+                table = %name,
+                "no primary key and REPLICA IDENTITY DEFAULT: UPDATE and DELETE on this table will fail on the source while it is published; add a primary key or set REPLICA IDENTITY FULL"
+            ),
+            "f" if t.key_columns.is_empty() => tracing::warn!(
+                table = %name,
+                "REPLICA IDENTITY FULL without a key: each update or delete scans the destination table for one equal row"
+            ),
+            _ => {}
+        }
+        if t.partitioned {
+            tracing::warn!(table = %name, "partitioned table published through its root (publish_via_partition_root)");
+        }
+        let unsent: Vec<&str> = t
+            .generated_columns
+            .iter()
+            .filter(|g| !t.columns.iter().any(|c| &c.name == *g))
+            .map(String::as_str)
+            .collect();
+        if !unsent.is_empty() {
+            tracing::warn!(
+                table = %name,
+                "generated column(s) {} are not carried by the stream (PostgreSQL 18 publishes stored ones with publish_generated_columns = stored): the destination computes its own from its own generation expression, or leaves them NULL",
+                unsent.join(", ")
+            );
+        }
+    }
+}
+
+/// The source role must read the tables it copies; the destination role must write the
+/// tables it applies to.
+pub async fn check_privileges(
+    conn: &mut Connection,
+    dest: &tokio_postgres::Client,
+    tables: &[PublishedTable],
+    to_copy: &[PublishedTable],
+) -> Result<()> {
+    let mut unreadable = Vec::new();
+    for t in to_copy {
+        let rows = conn
+            .simple_query(&format!(
+                "SELECT pg_catalog.has_table_privilege({}, 'SELECT')::text",
+                t.relid
+            ))
+            .await?;
+        if rows.first().and_then(|r| r.get_idx(0)) != Some("true") {
+            unreadable.push(t.qualified_name());
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(Error::Config(format!(
+            "the source role may not read {list}, which the initial copy needs: GRANT SELECT ON {list} TO <role> on the source",
+            list = unreadable.join(", ")
+        )));
+    }
+    let mut unwritable = Vec::new();
+    for t in tables {
+        let qualified = crate::pg::ident::qualified(&t.schema, &t.name);
+        let allowed: Option<bool> = dest
+            .query_one(
+                "SELECT CASE WHEN pg_catalog.to_regclass($1) IS NOT NULL THEN \
+                 NOT EXISTS (SELECT FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p \
+                             WHERE NOT pg_catalog.has_table_privilege($1, p)) END",
+                &[&qualified],
+            )
+            .await
+            .map_err(|e| crate::dest::SqlError::new("checking the destination role's privileges", e))?
+            .get(0);
+        // A table that does not exist yet (--schema skip) has nothing to check.
+        if allowed == Some(false) {
+            unwritable.push(t.qualified_name());
+        }
+    }
+    if !unwritable.is_empty() {
+        return Err(Error::Config(format!(
+            "the destination role may not write {list}: GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {list} TO <role> on the destination",
+            list = unwritable.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// A new slot needs a free one of `max_replication_slots`.
+pub async fn check_free_slot(conn: &mut Connection) -> Result<()> {
+    let rows = conn
+        .simple_query(
+            "SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_catalog.pg_replication_slots), \
+                    current_setting('max_replication_slots')",
+        )
+        .await?;
+    let free: i64 = rows
+        .first()
+        .and_then(|r| r.get_idx(0))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let senders = conn
+        .simple_query(
+            "SELECT current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'walsender'), \
+                    current_setting('max_wal_senders')",
+        )
+        .await?;
+    let free_senders: i64 = senders
+        .first()
+        .and_then(|r| r.get_idx(0))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if free_senders <= 0 {
+        tracing::warn!(
+            "this pgsub holds the last free WAL sender of the source (max_wal_senders = {}): after a crash its restart waits until the old WAL sender exits, and an interrupted table copy cannot take the temporary slot it needs; raise max_wal_senders",
+            senders.first().and_then(|r| r.get_idx(1)).unwrap_or("?")
+        );
+    }
+    if free <= 0 {
+        let max = rows
+            .first()
+            .and_then(|r| r.get_idx(1))
+            .unwrap_or("?")
+            .to_owned();
+        return Err(Error::Config(format!(
+            "the source has no free replication slot (max_replication_slots = {max}, all in use): drop one nobody streams from (`pgsub slot list` shows them), or raise max_replication_slots and restart the source"
+        )));
+    }
+    Ok(())
+}
+
+/// The progress stored under `name` must have been made against this source and slot.
+pub fn check_stored(
+    stored: &Option<Progress>,
+    system_id: &str,
+    slot: &str,
+    name: &str,
+) -> Result<()> {
+    let Some(p) = stored else { return Ok(()) };
+    if p.source_system_id != system_id {
+        return Err(Error::Config(format!(
+            "the destination's progress for \"{name}\" was recorded against another source (system id {}), but this source is {system_id}: pass another --name, or remove the old progress with `pgsub drop`",
+            p.source_system_id
+        )));
+    }
+    if p.slot != slot {
+        return Err(Error::Config(format!(
+            "the destination's progress for \"{name}\" belongs to slot \"{}\", not \"{slot}\": pass --slot {} or another --name",
+            p.slot, p.slot
+        )));
+    }
+    Ok(())
+}
