@@ -47,7 +47,7 @@ pub enum Error {
     Invariant(#[from] InvariantViolation),
     /// The destination (or a plain SQL session) failed.
     #[error("{0}")]
-    Sql(Box<crate::dest::SqlError>),
+    Sql(Box<crate::pg::SqlError>),
     /// A recording file is unusable or damaged.
     #[error(transparent)]
     Record(Box<RecordError>),
@@ -74,8 +74,8 @@ impl From<ConnError> for Error {
     }
 }
 
-impl From<crate::dest::SqlError> for Error {
-    fn from(e: crate::dest::SqlError) -> Self {
+impl From<crate::pg::SqlError> for Error {
+    fn from(e: crate::pg::SqlError) -> Self {
         Error::Sql(Box::new(e))
     }
 }
@@ -100,7 +100,7 @@ impl Error {
             Error::Config(_) | Error::Startup(_) => ErrorKind::Config,
             Error::Differences(_) => ErrorKind::Differences,
             Error::Conn(e) => ErrorKind::from(e.class()),
-            Error::Sql(e) => e.kind(),
+            Error::Sql(e) => ErrorKind::from(e.class()),
             Error::Record(e) if e.is_unusable_file() => ErrorKind::Config,
             Error::Definite(_)
             | Error::Conflict(_)

@@ -22,14 +22,14 @@
 
 use std::time::{Duration, Instant};
 
-use postgres_protocol::escape::{escape_identifier, escape_literal};
+use crate::pg::ident::{ident as escape_identifier, literal as escape_literal};
 use tokio_postgres::Client;
 
 use crate::conninfo::redact;
 use crate::dest::subscriptions::{self, NativeSubscription};
-use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pg::client::{first_value, text_rows};
 use crate::state::progress;
 
 /// How long the subscription's worker gets to exit after DISABLE.
@@ -59,7 +59,7 @@ impl<'a> Steps<'a> {
     }
 
     /// Runs `sql`, shown as `shown` (which hides any secret in it).
-    async fn run_shown(&mut self, sql: &str, shown: &str) -> Result<Vec<Vec<Option<String>>>> {
+    async fn run_shown(&mut self, sql: &str, shown: &str) -> Result<Vec<crate::pg::Row>> {
         self.said.push(format!("{shown};"));
         if self.dry_run {
             return Ok(Vec::new());

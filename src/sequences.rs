@@ -6,14 +6,14 @@
 //! direction of its increment): one already past the source's value is reported and left
 //! alone, because moving it back would hand out values that may already be used.
 
-use postgres_protocol::escape::escape_literal;
+use crate::pg::ident::literal as escape_literal;
 use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::conn::Connection;
-use crate::dest::SqlError;
-use crate::dest::{first_value, text_rows};
 use crate::error::Result;
+use crate::pg::SqlError;
+use crate::pg::client::{first_value, text_rows};
 use crate::pg::ident::qualified;
 
 /// What happened, or would happen, to one sequence.

@@ -203,7 +203,7 @@ pub async fn gather(src: &Conninfo, dst: Option<&Conninfo>) -> Result<Status> {
     let mut subs = Vec::new();
     let mut conflicts = Vec::new();
     if let Some(dst) = dst {
-        let client = crate::dest::connect_client(dst, "destination").await?;
+        let client = crate::pg::client::connect_client(dst, "destination").await?;
         let natives = subscriptions::native_subscriptions(&client).await?;
         if natives
             .iter()

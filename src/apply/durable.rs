@@ -18,9 +18,9 @@ use std::collections::VecDeque;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::conflicts::Conflicts;
-use crate::dest::SqlError;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pg::SqlError;
 use crate::state;
 
 /// Identity of the subscription whose progress is recorded.

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use crate::dest::SqlError;
 use crate::error::{Error, Result};
+use crate::pg::SqlError;
 
 /// Parameters of a statement: one text array per column (a run), or one row of text.
 #[derive(Debug)]

@@ -59,9 +59,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_postgres::Statement;
 
-use crate::dest::{Dest, SqlError};
+use crate::dest::Dest;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pg::SqlError;
 use crate::pg::sqlstate;
 use crate::pgoutput::{
     Begin, ColumnRef, Commit, Decoder, OldTuple, PgOutput, StreamCommit, TupleData,
@@ -303,7 +304,7 @@ impl ApplySink {
                     "{} on {table}: {} already exists on the destination ({}); the built-in worker stops here too. Nothing of this transaction is applied or acknowledged: remove or change the destination's conflicting row, then run pgsub again",
                     kind.name(),
                     key.as_deref().unwrap_or("a key"),
-                    crate::dest::describe(&f.error.source)
+                    crate::pg::describe(&f.error.source)
                 );
                 self.stop(Error::Conflict(msg)).await
             }
@@ -311,7 +312,7 @@ impl ApplySink {
                 let narrower = target.map_or_else(String::new, |t| t.narrower_columns());
                 let msg = format!(
                     "a value of {table} does not fit its destination column ({}): {narrower}. pgsub never cuts a value; widen the destination column (ALTER TABLE … ALTER COLUMN … TYPE …) and run pgsub again",
-                    crate::dest::describe(&f.error.source)
+                    crate::pg::describe(&f.error.source)
                 );
                 self.stop(Error::Config(msg)).await
             }

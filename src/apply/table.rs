@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::dest::SqlError;
 use crate::error::Result;
+use crate::pg::SqlError;
 use crate::pg::ident;
 
 /// A destination column.

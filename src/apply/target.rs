@@ -18,8 +18,8 @@
 use tokio_postgres::Client;
 
 use super::table::{self, DestTable, Equality};
-use crate::dest::SqlError;
 use crate::error::{Error, Result};
+use crate::pg::SqlError;
 use crate::pg::ident;
 use crate::pgoutput::{Relation, RelationColumn, ReplicaIdentity};
 use crate::stream::relations::RelationCache;

@@ -5,13 +5,13 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use postgres_protocol::escape::escape_literal;
+use crate::pg::ident::literal as escape_literal;
 use serde_json::json;
 
 use super::args::{Cli, DropArgs, Format};
-use crate::dest::SqlError;
-use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
+use crate::pg::SqlError;
+use crate::pg::client::{first_value, text_rows};
 use crate::source::{self, slots};
 
 /// How long a terminated walsender gets to release the slot.
@@ -73,7 +73,7 @@ pub(crate) async fn run(cli: &Cli, args: &DropArgs) -> Result<()> {
     conn.close().await;
 
     if let Some(dst) = dst {
-        let client = crate::dest::connect_client(&dst, "destination").await?;
+        let client = crate::pg::client::connect_client(&dst, "destination").await?;
         let exists = first_value(
             &client,
             "SELECT pg_catalog.to_regclass('pgsub.progress') IS NOT NULL",

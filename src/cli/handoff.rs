@@ -12,7 +12,7 @@ use crate::source::{self, slots};
 pub(crate) async fn run(cli: &Cli, args: &HandoffArgs) -> Result<()> {
     let src = super::resolve_source(args.source.conninfo.as_deref())?;
     let dst = super::resolve_dest(args.dest.conninfo.as_deref())?;
-    let client = crate::dest::connect_client(&dst, "destination").await?;
+    let client = crate::pg::client::connect_client(&dst, "destination").await?;
     let mut conn = source::connect(&src, true).await?;
     let mut steps = Steps::new(&client, args.dry_run);
     let mut report =

@@ -29,7 +29,7 @@ pub(crate) async fn run(cli: &Cli, args: &SequencesArgs) -> Result<()> {
     }
     let found = sequences::source_sequences(&mut conn, &relids, &args.schemas).await?;
     conn.close().await;
-    let client = crate::dest::connect_client(&dst, "destination").await?;
+    let client = crate::pg::client::connect_client(&dst, "destination").await?;
     let done = sequences::carry(&client, found, args.dry_run).await?;
 
     let mut out = std::io::stdout().lock();

@@ -45,30 +45,7 @@ pub const DEFAULT_APPLICATION_NAME: &str = "pgsub";
 /// How much to read from the socket at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// One row of a simple-query result, values in text format.
-#[derive(Debug, Clone)]
-pub struct Row {
-    columns: Arc<[String]>,
-    values: Vec<Option<String>>,
-}
-
-impl Row {
-    /// The value of a column by name; `None` for NULL or an unknown column.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        let i = self.columns.iter().position(|c| c == name)?;
-        self.values.get(i)?.as_deref()
-    }
-
-    /// The value of a column by position.
-    pub fn get_idx(&self, i: usize) -> Option<&str> {
-        self.values.get(i)?.as_deref()
-    }
-
-    /// Column names.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
-    }
-}
+pub use crate::pg::Row;
 
 /// A connection using the simple query protocol, optionally a replication connection.
 #[derive(Debug)]
@@ -279,13 +256,13 @@ impl Connection {
                 BackendMessage::RowDescription(fields) => {
                     columns = fields.into_iter().map(|f| f.name).collect();
                 }
-                BackendMessage::DataRow(values) => rows.push(Row {
-                    columns: columns.clone(),
-                    values: values
+                BackendMessage::DataRow(values) => rows.push(Row::new(
+                    columns.clone(),
+                    values
                         .into_iter()
                         .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
                         .collect(),
-                }),
+                )),
                 BackendMessage::CommandComplete(_) | BackendMessage::EmptyQueryResponse => {}
                 BackendMessage::ErrorResponse(e) => error = Some(e),
                 BackendMessage::ReadyForQuery(_) => break,

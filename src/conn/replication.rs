@@ -9,8 +9,8 @@
 //! slice, and the ways the server can end the stream: its own CopyDone, a CommandComplete
 //! without CopyDone (what a logical walsender sends at shutdown), or an ErrorResponse.
 
+use crate::pg::ident::ident as escape_identifier;
 use bytes::Bytes;
-use postgres_protocol::escape::escape_identifier;
 
 use super::error::ConnError;
 use super::{Connection, unexpected};

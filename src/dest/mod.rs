@@ -14,12 +14,13 @@
 //!   foreign keys behave as under a native subscription; otherwise a warning.
 
 pub mod subscriptions;
-pub mod tls;
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use crate::conninfo::{Conninfo, SslMode};
-use crate::error::{Error, ErrorKind, Result};
+use crate::conninfo::Conninfo;
+use crate::error::Result;
+use crate::pg::SqlError;
+use crate::pg::client::connect_client;
 
 /// A connected destination session.
 pub struct Dest {
@@ -41,161 +42,6 @@ impl std::fmt::Debug for Dest {
             .field("replica_role", &self.replica_role)
             .finish()
     }
-}
-
-/// What went wrong talking to a destination (or a plain SQL session on the source).
-#[derive(Debug, thiserror::Error)]
-#[error("{context}: {}", describe(.source))]
-pub struct SqlError {
-    /// What pgsub was doing.
-    pub context: String,
-    /// The client's error.
-    #[source]
-    pub source: tokio_postgres::Error,
-    /// It happened while connecting.
-    pub connecting: bool,
-}
-
-/// The server's message with SQLSTATE, detail and hint, or the client's own error.
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!(
-                "{}: {} (SQLSTATE {})",
-                db.severity(),
-                db.message(),
-                db.code().code()
-            );
-            if let Some(d) = db.detail() {
-                s.push_str(&format!("; DETAIL: {d}"));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!("; HINT: {h}"));
-            }
-            if let Some(w) = db.where_().filter(|w| w.starts_with("COPY ")) {
-                s.push_str(&format!("; CONTEXT: {w}"));
-            }
-            s
-        }
-        None => e.to_string(),
-    }
-}
-
-impl SqlError {
-    /// Wraps `source` with what pgsub was doing.
-    pub fn new(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        SqlError {
-            context: context.into(),
-            source,
-            connecting: false,
-        }
-    }
-
-    /// A failure to connect.
-    pub fn connecting(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        SqlError {
-            connecting: true,
-            ..SqlError::new(context, source)
-        }
-    }
-
-    /// The SQLSTATE, for a server error.
-    pub fn code(&self) -> Option<&str> {
-        self.source.as_db_error().map(|d| d.code().code())
-    }
-
-    /// Its kind: a server error by its SQLSTATE; a failure to connect is a setup
-    /// problem (what `sync` retries after its first start); a connection lost is
-    /// transient.
-    pub fn kind(&self) -> ErrorKind {
-        match self.code() {
-            Some(c) => match crate::pg::sqlstate::classify(c) {
-                crate::pg::sqlstate::Class::Config => ErrorKind::Config,
-                _ if self.connecting => ErrorKind::Config,
-                crate::pg::sqlstate::Class::Transient => ErrorKind::Transient,
-                crate::pg::sqlstate::Class::Definite => ErrorKind::Definite,
-            },
-            None if self.connecting => ErrorKind::Config,
-            None if self.source.is_closed() || self.source.as_db_error().is_none() => {
-                ErrorKind::Transient
-            }
-            None => ErrorKind::Definite,
-        }
-    }
-}
-
-/// Runs `sql` and returns its rows as text.
-pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Vec<Option<String>>>> {
-    let msgs = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| SqlError::new(what.to_owned(), e))?;
-    Ok(msgs
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-            }
-            _ => None,
-        })
-        .collect())
-}
-
-/// The first column of the first row of `sql`, as text (`None`: no row, or NULL).
-pub async fn first_value(client: &Client, sql: &str, what: &str) -> Result<Option<String>> {
-    Ok(text_rows(client, sql, what)
-        .await?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten()))
-}
-
-/// Connects a `tokio-postgres` client (TLS per `sslmode`) and drives its connection in
-/// the background.
-pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client> {
-    let mut config = info.tokio_postgres_config();
-    if config.get_application_name().is_none() {
-        config.application_name(crate::conn::DEFAULT_APPLICATION_NAME);
-    }
-    // The text formats pgsub reads and writes values in, whatever the role's settings.
-    let formats = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3";
-    let options = match config.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} {formats}"),
-        _ => formats.to_owned(),
-    };
-    config.options(&options);
-    let target = info.host_display();
-    let fail = |e| {
-        Error::from(SqlError::connecting(
-            format!("connecting to the {what} ({target})"),
-            e,
-        ))
-    };
-    let tls = crate::conn::tls::client_config(info).map_err(|e| Error::Config(e.to_string()))?;
-    let client = match (tls, info.sslmode) {
-        (Some(cfg), mode) if mode != SslMode::Disable => {
-            let (client, conn) = config.connect(tls::MakeRustls(cfg)).await.map_err(fail)?;
-            spawn_connection(conn);
-            client
-        }
-        _ => {
-            let (client, conn) = config.connect(NoTls).await.map_err(fail)?;
-            spawn_connection(conn);
-            client
-        }
-    };
-    Ok(client)
-}
-
-fn spawn_connection<C>(conn: C)
-where
-    C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("connection ended: {e}");
-        }
-    });
 }
 
 /// Connects to the destination and prepares the session for applying changes.

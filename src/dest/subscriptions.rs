@@ -19,10 +19,10 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::text_rows;
 use crate::conninfo::redact;
 use crate::error::Result;
 use crate::lsn::Lsn;
+use crate::pg::client::text_rows;
 
 /// One native subscription of the destination's current database.
 #[derive(Debug, Clone, Default, Serialize)]

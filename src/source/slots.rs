@@ -8,7 +8,7 @@
 //! | `conflicting`        | 16    |
 //! | `invalidation_reason`, `inactive_since` | 17 |
 
-use postgres_protocol::escape::escape_literal;
+use crate::pg::ident::literal as escape_literal;
 use serde::Serialize;
 
 use crate::conn::{Connection, Row};

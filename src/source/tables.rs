@@ -2,7 +2,7 @@
 //! filters, read from the source's catalogs (`pg_publication_tables`; column lists and
 //! row filters exist from PostgreSQL 15).
 
-use postgres_protocol::escape::escape_literal;
+use crate::pg::ident::literal as escape_literal;
 use serde::Serialize;
 
 use crate::conn::Connection;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
 use crate::apply::conflicts::{ConflictKind, Tally};
-use crate::dest::SqlError;
 use crate::error::Result;
+use crate::pg::SqlError;
 
 /// Adds `tallies` to the counts of subscription `name`.
 pub async fn add(

@@ -22,8 +22,8 @@ pub mod tables;
 
 use tokio_postgres::Client;
 
-use crate::dest::SqlError;
 use crate::error::{Error, Result};
+use crate::pg::SqlError;
 
 /// The schema version this pgsub writes.
 pub const VERSION: i32 = 2;

@@ -7,9 +7,9 @@
 
 use tokio_postgres::Client;
 
-use crate::dest::SqlError;
 use crate::error::Result;
 use crate::lsn::Lsn;
+use crate::pg::SqlError;
 
 /// The stored progress of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::dest::SqlError;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pg::SqlError;
 
 fn err(context: String) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |e| Error::from(SqlError::new(context, e))

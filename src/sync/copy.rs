@@ -22,16 +22,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::pg::ident::{ident as escape_identifier, literal as escape_literal};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio::task::JoinSet;
 
 use crate::conninfo::Conninfo;
-use crate::dest::{self, SqlError};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::output::progress::CopyProgress;
+use crate::pg::SqlError;
 use crate::pg::ident::qualified;
 use crate::source::tables::PublishedTable;
 
@@ -152,8 +152,8 @@ async fn copy_one(
 ) -> Result<Copied> {
     let started = Instant::now();
     let name = t.qualified_name();
-    let src = dest::connect_client(source, "source").await?;
-    let dst = dest::connect_client(dest_info, "destination").await?;
+    let src = crate::pg::client::connect_client(source, "source").await?;
+    let dst = crate::pg::client::connect_client(dest_info, "destination").await?;
     // A partitioned destination holds its rows in its partitions: no ONLY for it.
     let dest_table = match crate::apply::table::read(&dst, &t.schema, &t.name, false).await? {
         Some(d) => d,
@@ -247,7 +247,7 @@ async fn copy_one(
                 .collect();
             Error::Config(format!(
                 "a value of {name} does not fit its destination column ({}): {}. pgsub never cuts a value; widen the destination column (ALTER TABLE … ALTER COLUMN … TYPE …) and run pgsub again",
-                crate::dest::describe(&e),
+                crate::pg::describe(&e),
                 narrower.join("; ")
             ))
         }

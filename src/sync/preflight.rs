@@ -84,7 +84,7 @@ pub async fn check_privileges(
                 &[&qualified],
             )
             .await
-            .map_err(|e| crate::dest::SqlError::new("checking the destination role's privileges", e))?
+            .map_err(|e| crate::pg::SqlError::new("checking the destination role's privileges", e))?
             .get(0);
         // A table that does not exist yet (--schema skip) has nothing to check.
         if allowed == Some(false) {

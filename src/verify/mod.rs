@@ -24,17 +24,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::pg::ident::literal as escape_literal;
 use futures_util::StreamExt;
-use postgres_protocol::escape::escape_literal;
 use tokio::task::JoinSet;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::conninfo::Conninfo;
 use crate::dest::subscriptions;
-use crate::dest::{self, SqlError};
-use crate::dest::{first_value, text_rows};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::pg::SqlError;
+use crate::pg::client::{first_value, text_rows};
 use crate::source::tables::PublishedTable;
 use merge::{Diff, DiffKind, Entry, MergeError};
 use query::{HashFn, SESSION_SETTINGS, TableQuery};
@@ -64,7 +64,7 @@ struct Snapshot {
 }
 
 async fn session(info: &Conninfo, what: &str) -> Result<Client> {
-    let client = dest::connect_client(info, what).await?;
+    let client = crate::pg::client::connect_client(info, what).await?;
     client
         .batch_execute(SESSION_SETTINGS)
         .await
@@ -235,7 +235,7 @@ async fn verify_table(
     let dst_rows = match d.simple_query_raw(&q.scan(false)).await {
         Ok(rows) => rows,
         Err(e) if is_missing_object(&e) => {
-            report.error = Some(format!("cannot be compared: {}", crate::dest::describe(&e)));
+            report.error = Some(format!("cannot be compared: {}", crate::pg::describe(&e)));
             return Ok(report);
         }
         Err(e) => return Err(SqlError::new(ctx("destination"), e).into()),
@@ -261,7 +261,7 @@ async fn verify_table(
     let tally = match merge::merge(&q.order, src_entries, dst_entries, KEEP).await {
         Ok(t) => t,
         Err(MergeError::Read((side, e))) if side == "destination" && is_missing_object(&e) => {
-            report.error = Some(format!("cannot be compared: {}", crate::dest::describe(&e)));
+            report.error = Some(format!("cannot be compared: {}", crate::pg::describe(&e)));
             return Ok(report);
         }
         Err(MergeError::Read((side, e))) => return Err(SqlError::new(ctx(side), e).into()),
@@ -480,9 +480,10 @@ async fn samples(
         return Ok(Vec::new());
     }
     let n = q.key_len();
-    let values = |rows: Vec<Vec<Option<String>>>| -> HashMap<Vec<String>, Vec<Option<String>>> {
+    let values = |rows: Vec<crate::pg::Row>| -> HashMap<Vec<String>, Vec<Option<String>>> {
         rows.into_iter()
-            .map(|mut r| {
+            .map(|r| {
+                let mut r = r.into_values();
                 let rest = r.split_off(n);
                 (r.into_iter().map(Option::unwrap_or_default).collect(), rest)
             })

@@ -17,7 +17,7 @@
 
 use std::cmp::Ordering;
 
-use postgres_protocol::escape::{escape_identifier, escape_literal};
+use crate::pg::ident::{ident as escape_identifier, literal as escape_literal};
 
 use crate::pg::ident::qualified;
 use crate::source::tables::PublishedTable;

@@ -12,14 +12,14 @@
 //!   types must already exist on the destination: pgsub names the missing ones.
 //! - `skip`: nothing is checked; mismatches surface as errors when rows are applied.
 
-use postgres_protocol::escape::escape_identifier;
+use crate::pg::ident::ident as escape_identifier;
 use tokio_postgres::Client;
 
 pub mod compat;
 
 use crate::apply::table::{self, DestColumn, DestTable, Equality};
-use crate::dest::SqlError;
 use crate::error::{Error, Result};
+use crate::pg::SqlError;
 use crate::pg::ident::qualified;
 use crate::source::tables::{PublishedColumn, PublishedTable};
 use compat::{ColumnType, Compat};
