@@ -25,7 +25,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use pgsub::Lsn;
-use pgsub::cluster::{Cluster, ClusterOptions};
+use pgsub_testkit::{Cluster, ClusterOptions};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pgsub::Lsn;
-use pgsub::cluster::{Cluster, ClusterOptions};
+use pgsub_testkit::{Cluster, ClusterOptions};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pgsub::cluster::{Cluster, ClusterOptions, PgBin};
+use pgsub_testkit::{Cluster, ClusterOptions, PgBin};
 
 struct Scenario {
     name: String,

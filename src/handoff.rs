@@ -342,11 +342,12 @@ pub async fn to_native(
             )));
         }
     }
-    let name = escape_literal(&from.name);
+    if !steps.dry_run {
+        // The statements below name every table of the current schema version.
+        crate::state::setup(steps.client).await?;
+    }
     steps
-        .run(&format!(
-            "DELETE FROM pgsub.progress WHERE name = {name}; DELETE FROM pgsub.tables WHERE name = {name}"
-        ))
+        .run(&crate::state::remove_statements(&from.name))
         .await?;
     let enable = format!("ALTER SUBSCRIPTION {ident} ENABLE");
     steps.run(&enable).await?;

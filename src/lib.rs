@@ -18,28 +18,27 @@
 //! See `DESIGN.md` in the repository for the command-line contract and the rules on
 //! positions; [`lsn`] explains why only certain positions may be acknowledged.
 
-pub mod apply;
+mod apply;
 pub mod cli;
-pub mod cluster;
 pub mod conn;
 pub mod conninfo;
-pub mod dest;
+mod dest;
 pub mod error;
 pub mod failpoint;
-pub mod handoff;
+mod handoff;
 pub mod lsn;
 pub mod output;
-pub mod pg;
+mod pg;
 pub mod pgoutput;
 pub mod protocol;
 pub mod record;
-pub mod replicate;
-pub mod sequences;
-pub mod source;
-pub mod state;
-pub mod status;
+mod replicate;
+mod sequences;
+mod source;
+mod state;
+mod status;
 pub mod stream;
-pub mod sync;
-pub mod verify;
+mod sync;
+mod verify;
 
 pub use lsn::Lsn;

@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use crate::conn::Connection;
 use crate::conninfo::Conninfo;
-use crate::dest::subscriptions::{self, NativeSubscription, ProgressRow};
+use crate::dest::subscriptions::{self, NativeSubscription};
 use crate::error::Result;
 use crate::lsn::Lsn;
 use crate::source::slots::{self, SlotInfo};
+use crate::state::progress::ProgressRow;
 
 /// A logical WAL sender (`pg_stat_replication` joined to its slot).
 #[derive(Debug, Clone, Serialize)]
@@ -216,7 +217,7 @@ pub async fn gather(src: &Conninfo, dst: Option<&Conninfo>) -> Result<Status> {
         for n in natives {
             subs.push(native(n, &slots, current));
         }
-        for p in subscriptions::progress_rows(&client).await? {
+        for p in crate::state::progress::rows(&client).await? {
             subs.push(pgsub(p, &slots, current, system_id.as_deref()));
         }
         conflicts = crate::state::conflicts::read(&client).await?;

@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pgsub::Lsn;
-use pgsub::cluster::{self, Cluster};
+use pgsub_testkit::{self as cluster, Cluster};
 use support::*;
 
 fn decode(c: &Cluster, db: &str, slot: &str, extra: &[&str]) -> Run {

@@ -6,9 +6,9 @@ mod support;
 
 use std::sync::OnceLock;
 
-use pgsub::cluster::{self, Cluster, ClusterOptions};
 use pgsub::conn::Connection;
 use pgsub::conninfo::Conninfo;
+use pgsub_testkit::{self as cluster, Cluster, ClusterOptions};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use support::*;
 

@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pgsub::cluster::{self, Cluster, ClusterOptions, PgBin};
+use pgsub_testkit::{self as cluster, Cluster, ClusterOptions, PgBin};
 use support::*;
 
 fn decode_args<'a>(src: &'a str, slot: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

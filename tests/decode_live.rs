@@ -3,7 +3,7 @@
 
 mod support;
 
-use pgsub::cluster;
+use pgsub_testkit as cluster;
 use serde_json::json;
 use support::*;
 

@@ -1,6 +1,11 @@
 //! `pgsub handoff` between a native subscription and pgsub, both ways, while the source
 //! keeps writing: after each, `verify` finds the two sides equal and no row applied twice.
 
+#[cfg(not(feature = "failpoints"))]
+compile_error!(
+    "these tests crash pgsub at its failpoints: run them as the README says, `cargo test --locked --features failpoints`"
+);
+
 mod support;
 
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pgsub::cluster::Cluster;
+use pgsub_testkit::Cluster;
 use support::*;
 
 const TABLES: &str = "
@@ -27,7 +32,7 @@ impl Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, db) = (stop.clone(), db.to_owned());
         let thread = std::thread::spawn(move || {
-            let s = pgsub::cluster::shared();
+            let s = pgsub_testkit::shared();
             while !flag.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 sql(

@@ -128,7 +128,7 @@ fn sync_serves_every_documented_metric_and_they_follow_the_work() {
 
 #[test]
 fn decode_serves_metrics_and_a_busy_port_is_a_clear_error() {
-    let c = pgsub::cluster::shared();
+    let c = pgsub_testkit::shared();
     let db = c.create_database("metrics_decode").unwrap();
     sql(c, &db, MANAGED_SCHEMA);
     let src = c.conninfo(&db);

@@ -357,8 +357,8 @@ fn sequences_end_at_least_at_the_source_values_and_never_go_backwards() {
 fn status_on_a_managed_destination_reads_subscriptions_through_aiven_extras() {
     // A destination of its own: pg_subscription is closed to ordinary roles there, as on
     // a managed service, and an aiven_extras stand-in lists the subscriptions.
-    let d = &pgsub::cluster::Cluster::start(pgsub::cluster::ClusterOptions::default()).unwrap();
-    let s = pgsub::cluster::shared();
+    let d = &pgsub_testkit::Cluster::start(pgsub_testkit::ClusterOptions::default()).unwrap();
+    let s = pgsub_testkit::shared();
     let db = s.create_database("status_aiven").unwrap();
     let role = format!("{db}_repl");
     sql(

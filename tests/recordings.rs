@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use pgsub::cluster;
+use pgsub_testkit as cluster;
 use support::crosscheck::{self, Change};
 use support::*;
 

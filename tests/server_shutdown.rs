@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pgsub::cluster::{Cluster, ClusterOptions};
+use pgsub_testkit::{Cluster, ClusterOptions};
 use support::*;
 
 fn start_decode(c: &Cluster, db: &str) -> std::process::Child {

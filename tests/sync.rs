@@ -3,7 +3,7 @@
 
 mod support;
 
-use pgsub::cluster::Cluster;
+use pgsub_testkit::Cluster;
 use support::*;
 
 fn sync(s: &Cluster, d: &Cluster, db: &str, publication: &str, extra: &[&str]) -> Run {
@@ -308,7 +308,7 @@ fn initial_copy_shows_bars_on_a_terminal_and_log_lines_otherwise() {
 
 #[test]
 fn preflight_warns_of_generated_columns_and_the_last_free_wal_sender() {
-    let s = &pgsub::cluster::Cluster::start(pgsub::cluster::ClusterOptions {
+    let s = &pgsub_testkit::Cluster::start(pgsub_testkit::ClusterOptions {
         extra_conf: vec!["max_wal_senders = 1".into()],
         ..Default::default()
     })

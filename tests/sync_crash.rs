@@ -5,6 +5,11 @@
 //! destination equals the source, each row exactly once (a table without a key, where a
 //! replayed insert would show up as an extra row, is part of the workload).
 
+#[cfg(not(feature = "failpoints"))]
+compile_error!(
+    "these tests crash pgsub at its failpoints: run them as the README says, `cargo test --locked --features failpoints`"
+);
+
 mod support;
 
 use std::process::Stdio;
@@ -12,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgsub::cluster::{self, Cluster};
 use pgsub::failpoint;
+use pgsub_testkit::{self as cluster, Cluster};
 use support::*;
 
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).

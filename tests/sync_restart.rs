@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pgsub::cluster::{Cluster, ClusterOptions};
+use pgsub_testkit::{Cluster, ClusterOptions};
 use support::*;
 
 /// Inserts into a key-less table and updates by key until `stop`, reconnecting whenever

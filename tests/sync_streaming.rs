@@ -3,11 +3,16 @@
 //! dropped at their abort, with rolled-back savepoints left out; a crash while applying one
 //! applies it once after the restart; memory stays bounded.
 
+#[cfg(not(feature = "failpoints"))]
+compile_error!(
+    "these tests crash pgsub at its failpoints: run them as the README says, `cargo test --locked --features failpoints`"
+);
+
 mod support;
 
 use std::time::Duration;
 
-use pgsub::cluster::Cluster;
+use pgsub_testkit::Cluster;
 use support::*;
 
 /// The source's connection string with a tiny `logical_decoding_work_mem` for its
@@ -76,7 +81,7 @@ CREATE PUBLICATION p FOR ALL TABLES;";
 
 #[test]
 fn streamed_transactions_apply_at_commit_without_rolled_back_savepoints_or_aborts() {
-    if pgsub::cluster::shared().version_num() < 140000 {
+    if pgsub_testkit::shared().version_num() < 140000 {
         eprintln!("streaming needs PostgreSQL 14");
         return;
     }
@@ -108,7 +113,7 @@ fn streamed_transactions_apply_at_commit_without_rolled_back_savepoints_or_abort
         let db = db.clone();
         move || {
             sql(
-                pgsub::cluster::shared(),
+                pgsub_testkit::shared(),
                 &db,
                 "BEGIN;
                  INSERT INTO big SELECT g, repeat('a', 100) FROM generate_series(1, 3000) g;
@@ -172,7 +177,7 @@ fn streamed_transactions_apply_at_commit_without_rolled_back_savepoints_or_abort
 
 #[test]
 fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart() {
-    if pgsub::cluster::shared().version_num() < 140000 {
+    if pgsub_testkit::shared().version_num() < 140000 {
         return;
     }
     let (s, d, db) = pair("stream_crash");
@@ -208,7 +213,7 @@ fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart()
 
 #[test]
 fn a_streamed_transaction_far_larger_than_memory_applies_with_bounded_memory() {
-    if pgsub::cluster::shared().version_num() < 140000 {
+    if pgsub_testkit::shared().version_num() < 140000 {
         return;
     }
     let (s, d, db) = pair("stream_big");

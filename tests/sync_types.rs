@@ -6,7 +6,7 @@
 
 mod support;
 
-use pgsub::cluster::Cluster;
+use pgsub_testkit::Cluster;
 use support::*;
 
 fn sync_as(s: &Cluster, d: &Cluster, db: &str, source: &str, extra: &[&str]) -> Run {

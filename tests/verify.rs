@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pgsub::cluster::Cluster;
+use pgsub_testkit::Cluster;
 use serde_json::Value;
 use support::*;
 
@@ -197,7 +197,7 @@ fn verify_does_not_report_rows_in_flight_under_live_replication() {
         let stop = stop.clone();
         let src_db = db.clone();
         std::thread::spawn(move || {
-            let s = pgsub::cluster::shared();
+            let s = pgsub_testkit::shared();
             let mut i = 1000;
             while !stop.load(Ordering::Relaxed) {
                 sql(

@@ -96,11 +96,6 @@ impl TextArray {
         self.len as usize
     }
 
-    /// No values.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The value at `index` (`Some(None)`: NULL), read back from the buffer: for
     /// messages about a run, off the per-row path.
     pub fn get(&self, index: usize) -> Option<Option<&[u8]>> {

@@ -199,11 +199,6 @@ impl ApplySink {
         &self.conflicts
     }
 
-    /// The destination session.
-    pub fn dest(&self) -> &Dest {
-        &self.dest
-    }
-
     /// The target of `relid` (shared: cloning it is a reference count, not a copy).
     async fn target(&mut self, rels: &RelationCache, relid: u32) -> Result<Arc<Target>> {
         if !self.targets.contains_key(&relid) {
@@ -751,6 +746,13 @@ impl ApplySink {
         )
         .await?;
         let skip = self.txns.skipping_transaction();
+        tracing::debug!(
+            xid = c.xid,
+            messages = reader.records,
+            bytes = reader.bytes,
+            skip,
+            "applying a streamed transaction from its spool file"
+        );
         let mut decoder = Decoder::within_stream_block();
         while let Some(bytes) = reader.next_message()? {
             let msg = decoder.decode(bytes).map_err(|e| {
@@ -884,15 +886,4 @@ fn check_identity_unchanged(target: &Target, image: &UpdateImage<'_>) -> Result<
 /// A spool directory of this process under the system's temporary directory.
 fn default_spool_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("pgsub-spool-{}", std::process::id()))
-}
-
-/// REPLICA IDENTITY of a relation, for preflight messages.
-pub fn identity_name(r: crate::pgoutput::ReplicaIdentity) -> &'static str {
-    use crate::pgoutput::ReplicaIdentity;
-    match r {
-        ReplicaIdentity::Default => "default (primary key)",
-        ReplicaIdentity::Nothing => "nothing",
-        ReplicaIdentity::Full => "full",
-        ReplicaIdentity::Index => "index",
-    }
 }

@@ -21,7 +21,9 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 
@@ -63,11 +65,13 @@ impl Spool {
     }
 
     /// The directory.
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Streamed transactions being kept.
+    #[cfg(test)]
     pub fn open_transactions(&self) -> usize {
         self.entries.len()
     }

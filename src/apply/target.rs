@@ -65,8 +65,6 @@ pub struct Target {
     /// Under REPLICA IDENTITY FULL: positions of the destination's key columns, when it
     /// has a key and every column of it is published.
     pub full_key: Option<Vec<usize>>,
-    /// The source's replica identity.
-    pub replica_identity: ReplicaIdentity,
     /// Updates and deletes are applied one row per statement, in source order.
     pub order_sensitive: bool,
     /// Inserts too (a row trigger fires).
@@ -282,7 +280,6 @@ async fn build(
         cols,
         key,
         full_key,
-        replica_identity: rel.replica_identity,
         no_equality,
     })
 }
@@ -314,7 +311,6 @@ mod tests {
             ],
             key: vec![0],
             full_key: None,
-            replica_identity: ReplicaIdentity::Default,
             order_sensitive: false,
             row_triggers: false,
             no_equality: vec![],

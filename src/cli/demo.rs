@@ -11,8 +11,8 @@
 use std::process::Command;
 
 use super::args::{Cli, DemoArgs};
-use crate::cluster::{Cluster, ClusterOptions, PgBin};
 use crate::error::{Error, Result};
+use pgsub_testkit::{Cluster, ClusterOptions, PgBin};
 
 const SOURCE_DB: &str = "test_database";
 const DEST_DB: &str = "defaultdb";

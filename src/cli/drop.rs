@@ -5,13 +5,10 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::pg::ident::literal as escape_literal;
 use serde_json::json;
 
 use super::args::{Cli, DropArgs, Format};
 use crate::error::{Error, Result};
-use crate::pg::SqlError;
-use crate::pg::client::{first_value, text_rows};
 use crate::source::{self, slots};
 
 /// How long a terminated walsender gets to release the slot.
@@ -74,38 +71,23 @@ pub(crate) async fn run(cli: &Cli, args: &DropArgs) -> Result<()> {
 
     if let Some(dst) = dst {
         let client = crate::pg::client::connect_client(&dst, "destination").await?;
-        let exists = first_value(
-            &client,
-            "SELECT pg_catalog.to_regclass('pgsub.progress') IS NOT NULL",
-            "looking for pgsub.progress",
-        )
-        .await?;
-        if exists.as_deref() == Some("t") {
-            let n = escape_literal(&name);
-            let progress = text_rows(
-                &client,
-                &format!("DELETE FROM pgsub.progress WHERE name = {n} RETURNING applied_lsn::text"),
-                "removing the progress row",
-            )
-            .await?;
-            let tables = client
-                .execute(&format!("DELETE FROM pgsub.tables WHERE name = {n}"), &[])
-                .await
-                .map_err(|e| SqlError::new("removing the table-copy rows", e))?;
-            match progress.first() {
-                Some(r) => said.push(format!(
-                    "removed the progress of \"{name}\" from pgsub.progress (it had applied up to {})",
-                    r[0].as_deref().unwrap_or("?")
-                )),
-                None => said.push(format!("no progress of \"{name}\" in pgsub.progress")),
+        match crate::state::remove(&client, &name).await? {
+            Some(removed) => {
+                match &removed.applied_lsn {
+                    Some(lsn) => said.push(format!(
+                        "removed the progress of \"{name}\" from pgsub.progress (it had applied up to {lsn})"
+                    )),
+                    None => said.push(format!("no progress of \"{name}\" in pgsub.progress")),
+                }
+                said.push(format!(
+                    "removed {} row(s) of \"{name}\" from pgsub.tables and {} from pgsub.conflicts",
+                    removed.tables, removed.conflicts
+                ));
+                report["progress_removed"] = json!(removed.applied_lsn.is_some());
+                report["table_rows_removed"] = json!(removed.tables);
+                report["conflict_rows_removed"] = json!(removed.conflicts);
             }
-            said.push(format!(
-                "removed {tables} row(s) of \"{name}\" from pgsub.tables"
-            ));
-            report["progress_removed"] = json!(!progress.is_empty());
-            report["table_rows_removed"] = json!(tables);
-        } else {
-            said.push("no pgsub schema on the destination: no progress to remove".into());
+            None => said.push("no pgsub schema on the destination: no progress to remove".into()),
         }
     } else {
         said.push("no --dest given: the destination's pgsub.progress and pgsub.tables rows were left alone".into());

@@ -51,25 +51,6 @@ pub struct NativeSubscription {
     pub via: &'static str,
 }
 
-/// One row of `pgsub.progress`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProgressRow {
-    /// Subscription name.
-    pub name: String,
-    /// Source system identifier.
-    pub source_system_id: String,
-    /// Slot on the source.
-    pub slot: String,
-    /// Publications.
-    pub publications: Vec<String>,
-    /// End of the last applied source transaction.
-    pub applied_lsn: Lsn,
-    /// Its commit time on the source.
-    pub commit_ts: Option<String>,
-    /// When the row was last written.
-    pub updated_at: String,
-}
-
 /// A single boolean answer (`t`).
 async fn yes(client: &Client, sql: &str, what: &str) -> Result<bool> {
     let rows = text_rows(client, sql, what).await?;
@@ -94,40 +75,6 @@ fn text_array(v: &Option<String>) -> Vec<String> {
         .filter(|p| !p.is_empty())
         .map(|p| p.trim_matches('"').to_owned())
         .collect()
-}
-
-/// Reads pgsub's progress rows; none when the `pgsub` schema does not exist or the role
-/// may not read it.
-pub async fn progress_rows(client: &Client) -> Result<Vec<ProgressRow>> {
-    let readable = yes(
-        client,
-        "SELECT pg_catalog.to_regclass('pgsub.progress') IS NOT NULL \
-         AND pg_catalog.has_table_privilege('pgsub.progress', 'SELECT')",
-        "looking for pgsub.progress",
-    )
-    .await?;
-    if !readable {
-        return Ok(Vec::new());
-    }
-    let rows = text_rows(
-        client,
-        "SELECT name, source_system_id, slot, publications::text, applied_lsn::text, \
-                commit_ts::text, updated_at::text FROM pgsub.progress ORDER BY name",
-        "reading pgsub.progress",
-    )
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ProgressRow {
-            name: r[0].clone().unwrap_or_default(),
-            source_system_id: r[1].clone().unwrap_or_default(),
-            slot: r[2].clone().unwrap_or_default(),
-            publications: text_array(&r[3]),
-            applied_lsn: lsn(&r[4]).unwrap_or_default(),
-            commit_ts: r[5].clone(),
-            updated_at: r[6].clone().unwrap_or_default(),
-        })
-        .collect())
 }
 
 /// Lists the native subscriptions of the current database with whatever the role may

@@ -11,5 +11,3 @@
 
 pub mod run;
 pub mod start;
-
-pub use run::{RunEnd, RunOptions, Sink, Until};

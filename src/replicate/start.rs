@@ -131,11 +131,11 @@ impl Prepared {
 impl Started {
     /// Streams into `sink` until the target, a shutdown or the server's end, then closes
     /// the connection.
-    pub async fn stream_into<S: super::Sink>(
+    pub async fn stream_into<S: super::run::Sink>(
         &mut self,
         sink: &mut S,
         shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<super::RunEnd> {
+    ) -> Result<super::run::RunEnd> {
         let end =
             super::run::run(&mut self.conn, &mut self.session, sink, &self.run, shutdown).await?;
         self.conn.close_in_place().await;

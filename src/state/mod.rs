@@ -169,6 +169,16 @@ pub async fn readable(client: &Client) -> Result<bool> {
         .map_err(err("looking for pgsub.progress"))
 }
 
+/// The statements that remove every row of subscription `name` (for a caller that shows
+/// what it runs, as `handoff --dry-run` does). Needs version 2 of the schema.
+pub fn remove_statements(name: &str) -> String {
+    let n = crate::pg::ident::literal(name);
+    format!(
+        "DELETE FROM pgsub.progress WHERE name = {n}; DELETE FROM pgsub.tables WHERE name = {n}; \
+         DELETE FROM pgsub.conflicts WHERE name = {n}"
+    )
+}
+
 /// What [`remove`] took away.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Removed {

@@ -85,3 +85,50 @@ pub async fn read(client: &Client, name: &str) -> Result<Option<Progress>> {
         applied_lsn: r.get::<_, String>(3).parse().unwrap_or_default(),
     }))
 }
+
+/// One row of `pgsub.progress`, for `status` and `verify`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressRow {
+    /// Subscription name.
+    pub name: String,
+    /// Source system identifier.
+    pub source_system_id: String,
+    /// Slot on the source.
+    pub slot: String,
+    /// Publications.
+    pub publications: Vec<String>,
+    /// End of the last applied source transaction.
+    pub applied_lsn: Lsn,
+    /// Its commit time on the source.
+    pub commit_ts: Option<String>,
+    /// When the row was last written.
+    pub updated_at: String,
+}
+
+/// Every subscription's progress; none when the `pgsub` schema does not exist or the
+/// role may not read it.
+pub async fn rows(client: &Client) -> Result<Vec<ProgressRow>> {
+    if !super::readable(client).await? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT name, source_system_id, slot, publications, applied_lsn::text, \
+                    commit_ts::text, updated_at::text FROM pgsub.progress ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::new("reading pgsub.progress", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ProgressRow {
+            name: r.get(0),
+            source_system_id: r.get(1),
+            slot: r.get(2),
+            publications: r.get(3),
+            applied_lsn: r.get::<_, String>(4).parse().unwrap_or_default(),
+            commit_ts: r.get(5),
+            updated_at: r.get(6),
+        })
+        .collect())
+}

@@ -67,10 +67,6 @@ pub struct Copied {
     pub rows: u64,
     /// Bytes of COPY data.
     pub bytes: u64,
-    /// Seconds taken.
-    pub seconds: f64,
-    /// Binary or text format.
-    pub binary: bool,
 }
 
 fn err(context: String) -> impl FnOnce(tokio_postgres::Error) -> Error {
@@ -150,7 +146,6 @@ async fn copy_one(
     plan: &CopyPlan,
     show: &CopyProgress,
 ) -> Result<Copied> {
-    let started = Instant::now();
     let name = t.qualified_name();
     let src = crate::pg::client::connect_client(source, "source").await?;
     let dst = crate::pg::client::connect_client(dest_info, "destination").await?;
@@ -335,7 +330,5 @@ async fn copy_one(
         table: name,
         rows,
         bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        binary,
     })
 }

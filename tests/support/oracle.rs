@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pgsub::Lsn;
-use pgsub::cluster::{Cluster, ClusterOptions};
+use pgsub_testkit::{Cluster, ClusterOptions};
 
 use super::{Run, current_wal, pgsub, run_args, sql, start, sync_args, wait};
 

@@ -30,7 +30,6 @@
 //! (where cluster directories go, and the sweep of stale ones), `reaper.rs` (the detached
 //! reaper shell), `text.rs` (quoting), and `pgbin.rs`, `osuser.rs`, `process.rs`, `error.rs`.
 
-#[allow(clippy::module_inception)]
 mod cluster;
 mod config;
 mod dirs;

@@ -120,7 +120,7 @@ fn unique_database_name(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::shared;
+    use crate::shared;
 
     #[test]
     fn database_names_are_safe_identifiers() {
