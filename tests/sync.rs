@@ -350,3 +350,49 @@ fn preflight_warns_of_generated_columns_and_the_last_free_wal_sender() {
     );
     assert_eq!(sql(d, &db, "SELECT id, n, twice FROM g"), "1|21|42");
 }
+
+#[test]
+fn a_column_added_while_the_slot_is_being_created_is_copied_with_its_values() {
+    let (s, d, db) = pair("sync_column_race");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE r (id int PRIMARY KEY); INSERT INTO r VALUES (1), (2); CREATE PUBLICATION p FOR TABLE r",
+    );
+    sql(d, &db, "CREATE TABLE r (id int PRIMARY KEY)");
+    // A transaction left running holds up the creation of pgsub's slot…
+    let src = s.conninfo(&db);
+    let holder = std::thread::spawn({
+        let (s, db) = (s, db.clone());
+        move || {
+            sql(
+                s,
+                &db,
+                "BEGIN; SELECT pg_current_xact_id(); SELECT pg_sleep(3); COMMIT",
+            )
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let args = sync_args(
+        &src,
+        &d.conninfo(&db),
+        "p",
+        &db,
+        &["--create-slot", "--until", "caught-up"],
+    );
+    let child = start(pgsub().args(&args));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // …while the table gains a column, and rows with values in it.
+    sql(d, &db, "ALTER TABLE r ADD COLUMN v text");
+    sql(
+        s,
+        &db,
+        "ALTER TABLE r ADD COLUMN v text; UPDATE r SET v = 'x' || id; INSERT INTO r VALUES (3, 'x3')",
+    );
+    holder.join().expect("the holding transaction");
+    wait(child, RUN_LIMIT).expect_code(0);
+    assert_eq!(
+        rows(d, &db, "SELECT id, v FROM r ORDER BY id"),
+        ["1|x1", "2|x2", "3|x3"]
+    );
+}

@@ -130,22 +130,9 @@ pub struct SlotRequest {
 /// missing; waits for it while another process holds it.
 pub async fn prepare_slot(conn: &mut Connection, req: &SlotRequest) -> Result<SlotInfo> {
     validate_slot_name(&req.name)?;
-    let started = Instant::now();
     loop {
-        let info = match slots::find(conn, &req.name).await? {
-            Some(info) => info,
-            None if req.create => {
-                conn.create_replication_slot(
-                    &req.name,
-                    false,
-                    crate::conn::replication::SnapshotAction::Nothing,
-                    req.two_phase,
-                )
-                .await?;
-                tracing::info!(slot = %req.name, "created replication slot");
-                continue;
-            }
-            None => {
+        if slots::find(conn, &req.name).await?.is_none() {
+            if !req.create {
                 return Err(Error::Config(format!(
                     "replication slot \"{}\" does not exist on the source ({}): create it with `pgsub slot create --source … --slot {}`, or pass --create-slot",
                     req.name,
@@ -153,21 +140,49 @@ pub async fn prepare_slot(conn: &mut Connection, req: &SlotRequest) -> Result<Sl
                     req.name
                 )));
             }
+            conn.create_replication_slot(
+                &req.name,
+                false,
+                crate::conn::replication::SnapshotAction::Nothing,
+                req.two_phase,
+            )
+            .await?;
+            tracing::info!(slot = %req.name, "created replication slot");
+        }
+        // A slot that vanishes while it is waited for was being created by a client
+        // that died: create it (when asked) or report it missing.
+        if let Some(info) = wait_for_release(conn, &req.name, req.wait).await? {
+            return Ok(info);
+        }
+    }
+}
+
+/// Waits, up to `wait`, for slot `name` to be free (the walsender of a client that just
+/// died still holding it); `None` when it vanishes meanwhile (a slot whose creation that
+/// client did not live to finish is dropped by its walsender).
+pub async fn wait_for_release(
+    conn: &mut Connection,
+    name: &str,
+    wait: Duration,
+) -> Result<Option<SlotInfo>> {
+    let started = Instant::now();
+    loop {
+        let Some(info) = slots::find(conn, name).await? else {
+            return Ok(None);
         };
         info.check_usable(Some(conn.database()))?;
         match info.active_pid {
             Some(pid) if info.active => {
-                if started.elapsed() >= req.wait {
+                if started.elapsed() >= wait {
                     return Err(Error::Config(format!(
-                        "replication slot \"{}\" is in use by the process with PID {pid} on the source (another pgsub, pg_recvlogical or a subscription); stop that process, or wait for it to exit: pgsub waited {} s (--slot-wait)",
-                        req.name,
-                        req.wait.as_secs()
+                        "replication slot \"{name}\" is in use by the process with PID {pid} on the source (another pgsub, pg_recvlogical or a subscription); stop that process, or wait for it to exit: pgsub waited {} s (--slot-wait)",
+                        wait.as_secs()
                     )));
                 }
-                tracing::info!(slot = %req.name, pid, "slot is active, waiting for it to be released");
+                tracing::info!(slot = %name, pid, "slot is active, waiting for it to be released");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            _ => return Ok(info),
+            _ => return Ok(Some(info)),
         }
     }
 }

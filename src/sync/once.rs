@@ -64,7 +64,12 @@ pub async fn run(
 
     // What to copy: recorded before the slot exists, so that a run killed at any point
     // after this still copies them next time.
-    let existing = slots::find(&mut conn, &opts.slot).await?;
+    let mut existing = slots::find(&mut conn, &opts.slot).await?;
+    if existing.as_ref().is_some_and(|s| s.active) {
+        // Held by the walsender of a pgsub that just died; gone when that pgsub died
+        // while creating it.
+        existing = source::wait_for_release(&mut conn, &opts.slot, opts.slot_wait).await?;
+    }
     let mut states = crate::state::tables::states(&dest.client, &name).await?;
     if opts.copy_data.unwrap_or(existing.is_none()) && states.is_empty() {
         let relations: Vec<String> = tables.iter().map(PublishedTable::qualified_name).collect();
@@ -112,6 +117,26 @@ pub async fn run(
             .await?;
             info.confirmed_flush_lsn.unwrap_or_default()
         }
+    };
+
+    // Creating the slot waits for the transactions running on the source to end: the
+    // tables may have changed meanwhile (a column added). Read them again now that the
+    // copy's snapshot is fixed, so that the copy takes every column it holds.
+    let (tables, to_copy) = if to_copy.is_empty() {
+        (tables, to_copy)
+    } else {
+        // On a connection of its own: a command on the one that created the slot would
+        // end the snapshot it exported.
+        let mut again = source::connect(&opts.source, true).await?;
+        let tables = tables::published_tables(&mut again, &opts.publications).await?;
+        again.close().await;
+        schema::prepare(&dest.client, &tables, opts.schema).await?;
+        let to_copy = tables
+            .iter()
+            .filter(|t| states.get(&t.qualified_name()).is_some_and(|s| !s.ready))
+            .cloned()
+            .collect::<Vec<PublishedTable>>();
+        (tables, to_copy)
     };
 
     if !to_copy.is_empty() {
