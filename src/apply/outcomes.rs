@@ -1,0 +1,101 @@
+//! What the queued statements did, booked when the executor drains: rows counted,
+//! conflicts recorded (and, under `--on-conflict error`, stopped at), a failed statement
+//! turned into the error that says what it was about.
+
+use super::*;
+
+impl ApplySink {
+    /// Waits for the queued statements and books what they did: counts, and conflicts.
+    pub(super) async fn settle(&mut self) -> Result<()> {
+        let outcomes = match self.exec.barrier().await? {
+            Ok(o) => o,
+            Err(f) => return Err(self.failed(f).await),
+        };
+        for o in outcomes {
+            let missing = o.missing_count;
+            let kind = match o.kind {
+                Kind::Insert => {
+                    self.stats.inserted += o.affected;
+                    None
+                }
+                Kind::Update => {
+                    self.stats.updated += o.affected;
+                    self.stats.update_missing += missing;
+                    Some(ConflictKind::UpdateMissing)
+                }
+                Kind::Delete => {
+                    self.stats.deleted += o.affected;
+                    self.stats.delete_missing += missing;
+                    Some(ConflictKind::DeleteMissing)
+                }
+                Kind::Other => None,
+            };
+            if let Some(kind) = kind.filter(|_| missing > 0) {
+                self.conflicts
+                    .record(kind, &o.table, missing, &o.missing, !o.exact);
+                if self.opts.on_conflict == OnConflict::Error {
+                    let msg = format!(
+                        "{} on {}: {missing} change(s) found no row on the destination ({}); --on-conflict error stops here, and nothing of this transaction is applied: make the destination's rows match the source, or run without --on-conflict error to skip them as the built-in worker does",
+                        kind.name(),
+                        o.table,
+                        o.missing.first().map_or("key not known", String::as_str)
+                    );
+                    return Err(self.stop(Error::Conflict(msg)).await);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A queued statement failed: the destination transaction is lost. Conflicts are
+    /// recorded on their own, and the error says what it was about.
+    pub(super) async fn failed(&mut self, f: Failed) -> Error {
+        let code = f.error.code().map(str::to_owned);
+        let target = self.targets.get(&f.relid).cloned();
+        let table = target.as_ref().map_or("?".to_owned(), |t| t.name.clone());
+        match code.as_deref() {
+            Some(sqlstate::UNIQUE_VIOLATION | sqlstate::EXCLUSION_VIOLATION) => {
+                let kind = if f.kind == Kind::Insert {
+                    ConflictKind::InsertExists
+                } else {
+                    ConflictKind::UpdateExists
+                };
+                let detail = f.error.source.as_db_error().and_then(|d| d.detail());
+                let key = conflicts::key_of_violation(detail);
+                self.conflicts
+                    .record(kind, &table, 1, key.as_slice(), false);
+                let msg = format!(
+                    "{} on {table}: {} already exists on the destination ({}); the built-in worker stops here too. Nothing of this transaction is applied or acknowledged: remove or change the destination's conflicting row, then run pgsub again",
+                    kind.name(),
+                    key.as_deref().unwrap_or("a key"),
+                    crate::pg::describe(&f.error.source)
+                );
+                self.stop(Error::Conflict(msg)).await
+            }
+            Some(c) if sqlstate::is_value_too_wide(c) => {
+                let narrower = target.map_or_else(String::new, |t| t.narrower_columns());
+                let msg = format!(
+                    "a value of {table} does not fit its destination column ({}): {narrower}. pgsub never cuts a value; widen the destination column (ALTER TABLE … ALTER COLUMN … TYPE …) and run pgsub again",
+                    crate::pg::describe(&f.error.source)
+                );
+                self.stop(Error::Config(msg)).await
+            }
+            _ => Error::from(f.error),
+        }
+    }
+
+    /// Rolls the open destination transaction back and writes the conflict counts on
+    /// their own, before stopping with `e`.
+    pub(super) async fn stop(&mut self, e: Error) -> Error {
+        self.run = None;
+        self.txns.abandon();
+        let _ = self.exec.barrier().await;
+        let _ = self.dest.client.batch_execute("ROLLBACK").await;
+        let unsaved = self.conflicts.take_unsaved();
+        let name = self.durability.subscription().name.clone();
+        if let Err(w) = crate::state::conflicts::add(&self.dest.client, &name, &unsaved).await {
+            tracing::warn!("could not record the conflict in pgsub.conflicts: {w}");
+        }
+        e
+    }
+}

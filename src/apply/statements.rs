@@ -1,0 +1,148 @@
+//! The prepared statements of the apply session, one per shape, and the queueing of a
+//! run as its statement (with what tells which of its rows found nothing).
+
+use super::*;
+
+/// A prepared statement's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum StmtKey {
+    /// Update by the key at these positions, setting those.
+    Update(u32, Vec<usize>, Vec<usize>),
+    /// Delete by the key at these positions.
+    Delete(u32, Vec<usize>),
+    /// Update of one row equal to the old one (these columns NULL), setting those.
+    UpdateFull(u32, Vec<bool>, Vec<usize>),
+    /// Delete of one row equal to the old one (these columns NULL).
+    DeleteFull(u32, Vec<bool>),
+}
+
+impl StmtKey {
+    pub(super) fn relid(&self) -> u32 {
+        match self {
+            StmtKey::Update(id, ..)
+            | StmtKey::Delete(id, ..)
+            | StmtKey::UpdateFull(id, ..)
+            | StmtKey::DeleteFull(id, ..) => *id,
+        }
+    }
+}
+
+impl ApplySink {
+    pub(super) async fn statement(
+        &mut self,
+        key: StmtKey,
+        sql: impl FnOnce() -> String,
+    ) -> Result<Statement> {
+        if let Some(s) = self.stmts.get(&key) {
+            return Ok(s.clone());
+        }
+        let text = sql();
+        let stmt = match self.dest.client.prepare(&text).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A queued statement that failed aborted the transaction: its error is
+                // the one to report, not this statement's.
+                if e.code().map(|c| c.code()) == Some(sqlstate::IN_FAILED_TRANSACTION) {
+                    self.settle().await?;
+                }
+                return Err(sql_err(format!(
+                    "preparing `{}`",
+                    text.chars().take(120).collect::<String>()
+                ))(e));
+            }
+        };
+        self.stmts.insert(key, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Queues the pending run, if any, on the executor.
+    pub(super) async fn flush_run(&mut self) -> Result<()> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        let target = self.targets[&run.relid].clone();
+        let rows = run.rows as u64;
+        self.stats.statements += 1;
+        match &run.kind {
+            RunKind::Insert => {
+                let cols = target.cols_at(&target.written());
+                let copy = sql::copy_in(&target.table, &cols);
+                let o = Outcome::new(Kind::Insert, run.relid, &target.name, rows);
+                self.exec.copy(copy, Bytes::from(run.copy), o).await?;
+            }
+            RunKind::Update(key, set) => {
+                let (key, set) = (key.clone(), set.clone());
+                let stmt = self
+                    .statement(StmtKey::Update(run.relid, key.clone(), set.clone()), || {
+                        sql::update_by_key(
+                            &target.table,
+                            target.only,
+                            &target.cols_at(&key),
+                            &target.cols_at(&set),
+                        )
+                    })
+                    .await?;
+                // The probe finds the new key of each row among the parameters.
+                let new_key: Vec<usize> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| {
+                        set.iter()
+                            .position(|s| s == k)
+                            .map_or(j + 1, |p| key.len() + p + 1)
+                    })
+                    .collect();
+                let check = Check::Run {
+                    key_names: target
+                        .cols_at(&key)
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect(),
+                    key_params: (0..key.len()).collect(),
+                    probe: Probe::Missing(sql::probe(
+                        &target.table,
+                        target.only,
+                        &target.cols_at(&key),
+                        key.len() + set.len(),
+                        &[(1..=key.len()).collect(), new_key],
+                        false,
+                    )),
+                };
+                let o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
+                self.exec
+                    .execute(stmt, Params::Arrays(run.params), o, check)
+                    .await?;
+            }
+            RunKind::Delete(key) => {
+                let key = key.clone();
+                let stmt = self
+                    .statement(StmtKey::Delete(run.relid, key.clone()), || {
+                        sql::delete_by_key(&target.table, target.only, &target.cols_at(&key))
+                    })
+                    .await?;
+                let at = [(1..=key.len()).collect::<Vec<usize>>()];
+                let check = Check::Run {
+                    key_names: target
+                        .cols_at(&key)
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect(),
+                    key_params: (0..key.len()).collect(),
+                    probe: Probe::Kept(sql::probe(
+                        &target.table,
+                        target.only,
+                        &target.cols_at(&key),
+                        key.len(),
+                        &at,
+                        true,
+                    )),
+                };
+                let o = Outcome::new(Kind::Delete, run.relid, &target.name, rows);
+                self.exec
+                    .execute(stmt, Params::Arrays(run.params), o, check)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
