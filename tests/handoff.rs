@@ -1,11 +1,6 @@
 //! `pgsub handoff` between a native subscription and pgsub, both ways, while the source
 //! keeps writing: after each, `verify` finds the two sides equal and no row applied twice.
 
-#[cfg(not(feature = "failpoints"))]
-compile_error!(
-    "these tests crash pgsub at its failpoints: run them as the README says, `cargo test --locked --features failpoints`"
-);
-
 mod support;
 
 use std::sync::Arc;
@@ -111,6 +106,10 @@ fn wait_native_caught_up(s: &Cluster, d: &Cluster, db: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "crashes pgsub at a failpoint: needs --features failpoints (the README's test command)"
+)]
 fn handoff_both_ways_under_a_running_workload_loses_and_repeats_nothing() {
     let (s, d, db) = pair("handoff");
     let slot = format!("{db}_h");

@@ -3,11 +3,6 @@
 //! dropped at their abort, with rolled-back savepoints left out; a crash while applying one
 //! applies it once after the restart; memory stays bounded.
 
-#[cfg(not(feature = "failpoints"))]
-compile_error!(
-    "these tests crash pgsub at its failpoints: run them as the README says, `cargo test --locked --features failpoints`"
-);
-
 mod support;
 
 use std::time::Duration;
@@ -176,6 +171,10 @@ fn streamed_transactions_apply_at_commit_without_rolled_back_savepoints_or_abort
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "crashes pgsub at a failpoint: needs --features failpoints (the README's test command)"
+)]
 fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart() {
     if pgsub_testkit::shared().version_num() < 140000 {
         return;

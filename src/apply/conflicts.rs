@@ -54,7 +54,7 @@ impl ConflictKind {
 }
 
 /// What to do about a conflict (`--on-conflict`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnConflict {
     /// As the built-in worker: a row that is missing is logged and skipped; an existing
     /// key stops pgsub.

@@ -238,7 +238,8 @@ impl ApplySink {
     async fn on_message(&mut self, rels: &RelationCache, msg: &PgOutput) -> Result<()> {
         match msg {
             PgOutput::Begin(b) => {
-                if self.txns.begin(b.final_lsn) == Begun::Open {
+                let begun = self.txns.begin(b.final_lsn);
+                if begun == Begun::Open {
                     self.exec.simple("BEGIN").await?;
                 }
             }

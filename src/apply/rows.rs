@@ -58,10 +58,10 @@ impl<'a> UpdateImage<'a> {
         };
         if full {
             for (i, c) in new_cols.iter_mut().enumerate() {
-                if matches!(c, ColumnRef::UnchangedToast) {
-                    if let Some(o) = old_cols.get(i) {
-                        *c = *o;
-                    }
+                if matches!(c, ColumnRef::UnchangedToast)
+                    && let Some(o) = old_cols.get(i)
+                {
+                    *c = *o;
                 }
             }
         }

@@ -21,8 +21,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
-#[cfg(test)]
-use std::path::Path;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -62,12 +60,6 @@ impl Spool {
             entries: HashMap::new(),
             writing: None,
         }
-    }
-
-    /// The directory.
-    #[cfg(test)]
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Streamed transactions being kept.

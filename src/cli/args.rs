@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::pgoutput::options::{OriginFilter, Streaming};
 use crate::replicate::run::Until;
 
 /// pgsub: a standalone PostgreSQL logical-replication subscriber.
@@ -182,8 +181,8 @@ pub struct StreamArgs {
     #[arg(long)]
     pub no_ack: bool,
     /// Large in-progress transactions: off (whole at commit), on (in blocks, PostgreSQL 14+), parallel (16+).
-    #[arg(long, value_enum, default_value_t = Streaming::Off)]
-    pub streaming: Streaming,
+    #[arg(long, value_enum, default_value_t = StreamingArg::Off)]
+    pub streaming: StreamingArg,
     /// Column values in binary format (PostgreSQL 14+); auto leaves the server's default (text).
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub binary: Toggle,
@@ -192,7 +191,7 @@ pub struct StreamArgs {
     pub two_phase: bool,
     /// Only changes that did not come through replication (none), or all (any); PostgreSQL 16+.
     #[arg(long, value_enum)]
-    pub origin: Option<OriginFilter>,
+    pub origin: Option<OriginArg>,
     /// Do not ask for logical decoding messages (pg_logical_emit_message).
     #[arg(long)]
     pub no_messages: bool,
@@ -254,8 +253,8 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub slot_wait: u64,
     /// Table definitions on the destination: verify they match, create what is missing, or skip.
-    #[arg(long, value_enum, default_value_t = crate::sync::schema::SchemaMode::Verify)]
-    pub schema: crate::sync::schema::SchemaMode,
+    #[arg(long, value_enum, default_value_t = SchemaArg::Verify)]
+    pub schema: SchemaArg,
     /// Copy the tables' current contents first (default: when this run creates the slot).
     #[arg(long, overrides_with = "no_copy_data")]
     pub copy_data: bool,
@@ -281,14 +280,14 @@ pub struct SyncArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
     /// Large in-progress transactions: off (sent whole at commit), on (sent in blocks while in progress, PostgreSQL 14+, kept in a spool file until they commit), parallel (16+, the same for pgsub).
-    #[arg(long, value_enum, default_value_t = Streaming::Off)]
-    pub streaming: Streaming,
+    #[arg(long, value_enum, default_value_t = StreamingArg::Off)]
+    pub streaming: StreamingArg,
     /// Directory for the spool files of streamed transactions (default: under the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
     /// Conflicts (an insert of an existing key, an update or delete that finds no row): log (as the built-in worker: a missing row is logged, counted and skipped; an existing key stops pgsub) or error (any conflict stops pgsub, nothing of its transaction applied). Every conflict is counted in pgsub.conflicts, the summary, the metrics and `pgsub status`.
-    #[arg(long, value_enum, default_value_t = crate::apply::conflicts::OnConflict::Log)]
-    pub on_conflict: crate::apply::conflicts::OnConflict,
+    #[arg(long, value_enum, default_value_t = OnConflictArg::Log)]
+    pub on_conflict: OnConflictArg,
 }
 
 impl SyncArgs {
@@ -522,4 +521,68 @@ pub struct SlotListArgs {
     /// The source.
     #[command(flatten)]
     pub source: SourceArg,
+}
+
+/// The values of a choice option, each mapped onto the domain's own type: the layers
+/// below `cli/` know nothing of clap.
+macro_rules! choice {
+    ($(#[$doc:meta])* $arg:ident => $domain:ty { $($(#[$vdoc:meta])* $variant:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        pub enum $arg {
+            $($(#[$vdoc])* $variant),*
+        }
+
+        impl From<$arg> for $domain {
+            fn from(a: $arg) -> Self {
+                match a {
+                    $($arg::$variant => <$domain>::$variant),*
+                }
+            }
+        }
+    };
+}
+
+choice! {
+    /// `--streaming`.
+    StreamingArg => crate::pgoutput::options::Streaming {
+        /// Whole transactions at commit only.
+        Off,
+        /// In-progress transactions in blocks (PostgreSQL 14+).
+        On,
+        /// As `on`, with abort positions for parallel apply (PostgreSQL 16+).
+        Parallel,
+    }
+}
+
+choice! {
+    /// `--origin`.
+    OriginArg => crate::pgoutput::options::OriginFilter {
+        /// All transactions (the server's default).
+        Any,
+        /// Only transactions that did not arrive through replication (PostgreSQL 16+).
+        None,
+    }
+}
+
+choice! {
+    /// `--schema`.
+    SchemaArg => crate::sync::schema::SchemaMode {
+        /// Check that the destination's tables take the source's values.
+        Verify,
+        /// Create what is missing.
+        Create,
+        /// Do nothing.
+        Skip,
+    }
+}
+
+choice! {
+    /// `--on-conflict`.
+    OnConflictArg => crate::apply::conflicts::OnConflict {
+        /// As the built-in worker: a missing row is logged and skipped, an existing key stops pgsub.
+        Log,
+        /// Any conflict stops pgsub.
+        Error,
+    }
 }

@@ -16,7 +16,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         name: args.name.clone().unwrap_or_else(|| args.slot.clone()),
         create_slot: args.create_slot,
         slot_wait: Duration::from_secs(args.slot_wait),
-        schema: args.schema,
+        schema: args.schema.into(),
         copy_data: args.copy_data(),
         copy_jobs: args.copy_jobs,
         truncate_before_copy: args.truncate_before_copy,
@@ -24,9 +24,9 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
         status_interval: Duration::from_secs(args.status_interval),
         metrics_addr: args.metrics_addr.clone(),
-        streaming: args.streaming,
+        streaming: args.streaming.into(),
         spool_dir: args.spool_dir.clone(),
-        on_conflict: args.on_conflict,
+        on_conflict: args.on_conflict.into(),
         progress_bars: {
             use std::io::IsTerminal;
             std::io::stderr().is_terminal() && !out.quiet && !out.log_json

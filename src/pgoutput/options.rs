@@ -21,7 +21,7 @@
 use crate::pg::ident::{ident as escape_identifier, literal as escape_literal};
 
 /// `streaming`: how large in-progress transactions are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Streaming {
     /// Whole transactions at commit only.
@@ -34,7 +34,7 @@ pub enum Streaming {
 }
 
 /// `origin`: which transactions to send by replication origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OriginFilter {
     /// All transactions (the server's default).

@@ -122,12 +122,6 @@ impl Tally {
             self.untracked += 1;
         }
     }
-
-    /// Differing keys of `kind`.
-    #[cfg(test)]
-    pub fn count(&self, kind: DiffKind) -> usize {
-        self.diffs.iter().filter(|d| d.kind == kind).count()
-    }
 }
 
 /// Merges the two sorted streams, keeping at most `keep` differing keys.

@@ -22,7 +22,6 @@
 //! silently different.
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 mod compare;

@@ -338,14 +338,13 @@ impl Schema {
                     && t.key_type == KeyType::Int
                     && t.partitioned.is_none()
                     && !t.child
-            }) {
-                if rng.percent(40) {
-                    cols.push(Col {
-                        name: "ref".into(),
-                        ty: Ty::Int4,
-                        role: Role::Ref(parent.name.clone()),
-                    });
-                }
+            }) && rng.percent(40)
+            {
+                cols.push(Col {
+                    name: "ref".into(),
+                    ty: Ty::Int4,
+                    role: Role::Ref(parent.name.clone()),
+                });
             }
             let name = format!("t{i}");
             let partitioned = partitioned.then(|| Partitioned {
@@ -461,10 +460,9 @@ impl Schema {
                 && t.partitioned.is_none()
                 && !t.child
                 && rng.percent(30)
+                && let Some(c) = t.cols.iter().find(|c| c.role == Role::Payload)
             {
-                if let Some(c) = t.cols.iter().find(|c| c.role == Role::Payload) {
-                    t.unpublished.push(c.name.clone());
-                }
+                t.unpublished.push(c.name.clone());
             }
         }
         Schema {
@@ -525,7 +523,6 @@ impl Schema {
         ));
         out.push_str(
             &super::types::USER_TYPES
-                .replace("CREATE ", "CREATE ")
                 .replace("CREATE TYPE diff_mood", "CREATE TYPE public.diff_mood")
                 .replace("CREATE DOMAIN diff_pos", "CREATE DOMAIN public.diff_pos")
                 .replace("CREATE TYPE diff_pair", "CREATE TYPE public.diff_pair"),
@@ -551,8 +548,8 @@ impl Schema {
                     (Role::Key, _) | (Role::N, _) => " NOT NULL".to_owned(),
                     (Role::Generated, _) => " GENERATED ALWAYS AS (n * 2 + 1) STORED".to_owned(),
                     (Role::Ref(p), _) => format!(
-                        " REFERENCES {} (k) ON UPDATE CASCADE ON DELETE CASCADE",
-                        format!("\"{}\".\"{p}\"", self.namespace)
+                        " REFERENCES \"{}\" (k) ON UPDATE CASCADE ON DELETE CASCADE",
+                        self.namespace.clone() + "\".\"" + p
                     ),
                     _ => String::new(),
                 };

@@ -97,7 +97,8 @@ pub fn text(rng: &mut Rng, max: u64) -> String {
     let n = rng.below(max + 1);
     let mut s = String::new();
     while (s.chars().count() as u64) < n {
-        s.push_str(*rng.pick(PIECES));
+        let piece: &&str = rng.pick(PIECES);
+        s.push_str(piece);
     }
     s.chars().take(n as usize).collect()
 }

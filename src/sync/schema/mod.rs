@@ -25,7 +25,7 @@ use crate::source::tables::{PublishedColumn, PublishedTable};
 use compat::{ColumnType, Compat};
 
 /// What to do about table definitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaMode {
     /// Check that the destination's tables match.
     Verify,
