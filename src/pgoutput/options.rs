@@ -18,7 +18,7 @@
 //! Publication names are identifiers: each is quoted as an identifier, and the list as a
 //! string literal, as the built-in subscriber does, so `MyPub` keeps its case.
 
-use crate::pg::ident::{ident as escape_identifier, literal as escape_literal};
+use crate::protocol::quote::{ident as escape_identifier, literal as escape_literal};
 
 /// `streaming`: how large in-progress transactions are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]

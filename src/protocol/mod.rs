@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod frame;
+pub mod quote;
 pub mod reader;
 pub mod replication;
 pub mod time;
