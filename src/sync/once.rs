@@ -125,9 +125,10 @@ pub async fn run(
     let (tables, to_copy) = if to_copy.is_empty() {
         (tables, to_copy)
     } else {
-        // On a connection of its own: a command on the one that created the slot would
-        // end the snapshot it exported.
-        let mut again = source::connect(&opts.source, true).await?;
+        // On a connection of its own (a command on the one that created the slot would
+        // end the snapshot it exported), and a plain one: the copy's own connections
+        // must not find the source's WAL senders all taken.
+        let mut again = source::connect(&opts.source, false).await?;
         let tables = tables::published_tables(&mut again, &opts.publications).await?;
         again.close().await;
         schema::prepare(&dest.client, &tables, opts.schema).await?;
