@@ -15,7 +15,7 @@
 //!   cli        the `pgsub` commands
 //! ```
 //!
-//! See `DESIGN.md` in the repository for the command-line contract and the rules on
+//! See `docs/design.md` for the command-line contract and the rules on
 //! positions; [`lsn`] explains why only certain positions may be acknowledged.
 
 mod apply;

@@ -34,7 +34,7 @@
 //! Sources: PostgreSQL `src/backend/replication/logical/snapbuild.c`
 //! (`SnapBuildXactNeedsSkip`), `walsender.c` (`XLogSendLogical`, `sentPtr`),
 //! `logical/worker.c` (`get_flush_position`, `send_feedback`), and the client bugs listed
-//! in `shared/reference/protocol.md` § 6.
+//! in `docs/protocol.md` § Positions.
 
 use std::fmt;
 use std::str::FromStr;

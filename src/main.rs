@@ -1,5 +1,5 @@
 //! The `pgsub` binary: parses the command line, sets up logging on stderr, runs the
-//! command and turns its error into a message and an exit code (DESIGN.md § Command line).
+//! command and turns its error into a message and an exit code (`docs/design.md` § Command line).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! The acknowledgement rules (DESIGN.md § Positions), checked against what the server
+//! The acknowledgement rules (`docs/design.md` § Positions), checked against what the server
 //! records: `pg_replication_slots.confirmed_flush_lsn`.
 //!
 //! - after a transaction is printed, the slot advances exactly to its Commit `end_lsn`;

@@ -396,3 +396,51 @@ fn a_column_added_while_the_slot_is_being_created_is_copied_with_its_values() {
         ["1|x1", "2|x2", "3|x3"]
     );
 }
+
+#[test]
+fn a_version_1_destination_is_upgraded_in_place_and_a_newer_one_is_refused() {
+    let (s, d, db) = pair("sync_state_versions");
+    // No key: a rerun that did not resume from the stored progress would show duplicates.
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int); CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(s, &db, "INSERT INTO t VALUES (1), (2)");
+    sql(d, &db, "CREATE TABLE t (id int)");
+    sync(s, d, &db, "p", &[]).expect_code(0);
+    // Back to what the first pgsub made: progress and tables only, no meta, no conflicts.
+    sql(d, &db, "DROP TABLE pgsub.meta; DROP TABLE pgsub.conflicts");
+    sql(s, &db, "INSERT INTO t VALUES (3)");
+    let out = sync(s, d, &db, "p", &[]).expect_code(0);
+    assert!(
+        out.stderr.contains("upgraded pgsub's schema"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        rows(d, &db, "SELECT id FROM t ORDER BY id"),
+        ["1", "2", "3"]
+    );
+    assert_eq!(
+        rows(
+            d,
+            &db,
+            "SELECT schema_version, to_regclass('pgsub.conflicts') IS NOT NULL FROM pgsub.meta"
+        ),
+        ["2|t"]
+    );
+    // A schema written by a newer pgsub is never misread: exit 2, nothing applied.
+    sql(d, &db, "UPDATE pgsub.meta SET schema_version = 3");
+    sql(s, &db, "INSERT INTO t VALUES (4)");
+    let out = sync(s, d, &db, "p", &[]).expect_code(2);
+    assert!(
+        out.stderr.contains("version 3, newer than this pgsub"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        rows(d, &db, "SELECT id FROM t ORDER BY id"),
+        ["1", "2", "3"]
+    );
+}

@@ -1,4 +1,4 @@
-//! Command-line arguments (clap). The contract is DESIGN.md § Command line: switches are
+//! Command-line arguments (clap). The contract is `docs/design.md` § Command line: switches are
 //! bare, choices take a value, common options are accepted before or after the
 //! subcommand.
 

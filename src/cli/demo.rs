@@ -1,6 +1,6 @@
 //! `pgsub demo`: the managed procedure end to end on two throwaway local clusters.
 //!
-//! It plays `shared/reference/managed-procedure.txt` with pgsub standing in for
+//! It plays the managed procedure (`docs/design.md`) with pgsub standing in for
 //! `aiven_extras.pg_create_subscription`: a source with `test_table`, `test_table_2` and
 //! `test_table_3` and the publications `pub1` and `pub_all_tables`, an empty destination,
 //! `pgsub sync` (table definitions, initial copy, streaming) to caught-up, more inserts,

@@ -12,7 +12,7 @@
 //!
 //! Layouts come from PostgreSQL's `src/backend/replication/logical/proto.c` and the
 //! protocol documentation, "Logical Replication Message Formats"; see
-//! `shared/reference/protocol.md` § 3 for the table this module implements.
+//! `docs/protocol.md` § pgoutput for what this module relies on.
 
 mod decode;
 pub mod encode;

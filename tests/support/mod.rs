@@ -218,7 +218,7 @@ pub fn create_slot(c: &Cluster, db: &str, slot: &str) -> Lsn {
     .expect("an LSN")
 }
 
-/// The tables and publications of the managed procedure (shared/reference/managed-procedure.txt).
+/// The tables and publications of the managed procedure (`docs/design.md`: the managed procedure).
 pub const MANAGED_SCHEMA: &str = "
 CREATE TABLE test_table (id INT);
 CREATE TABLE test_table_2 (id INT);
