@@ -307,6 +307,11 @@ pub struct DemoArgs {
     /// Leave both clusters running at the end, and print how to connect to them.
     #[arg(long)]
     pub keep: bool,
+    /// Where the PostgreSQL server binaries are missing, print the command that installs
+    /// them instead of running it (by default the demo runs it, shown first, when it may:
+    /// as root or through sudo without a password).
+    #[arg(long)]
+    pub no_install: bool,
 }
 
 /// `pgsub record`.

@@ -12,7 +12,8 @@ use std::process::Command;
 
 use super::args::{Cli, DemoArgs};
 use crate::error::{Error, Result};
-use pgsub_testkit::{Cluster, ClusterOptions, PgBin};
+use pgsub_testkit::install::{self, Plan};
+use pgsub_testkit::{Cluster, ClusterError, ClusterOptions, PgBin};
 
 const SOURCE_DB: &str = "test_database";
 const DEST_DB: &str = "defaultdb";
@@ -94,12 +95,45 @@ fn side_by_side(source: &Cluster, dest: &Cluster) -> Result<bool> {
     Ok(same)
 }
 
-pub(crate) async fn run(_cli: &Cli, args: &DemoArgs) -> Result<()> {
-    let bin = PgBin::discover().map_err(|e| {
+/// The server binaries, installed first where they are missing and the demo may (the
+/// README's first command works on a fresh machine).
+fn server_binaries(no_install: bool) -> Result<PgBin> {
+    match PgBin::discover() {
+        Ok(bin) => return Ok(bin),
+        Err(ClusterError::NoBinaries) => {}
+        Err(e) => return Err(Error::Config(format!("demo: {e}"))),
+    }
+    let missing = "the PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed \
+                   (looked in $PGSUB_PGBIN, PATH, `pg_config --bindir`, /usr/lib/postgresql/*/bin)";
+    let plan = install::plan(install::Host::probe());
+    let cmds = match plan {
+        Plan::Run(cmds) if !no_install => cmds,
+        Plan::Run(_) => {
+            return Err(Error::Config(format!(
+                "demo: {missing}\nTo install them: `{}`, then run the demo again",
+                plan.shown()
+            )));
+        }
+        Plan::Tell(what) => {
+            return Err(Error::Config(format!(
+                "demo: {missing}\nTo install them: {what}"
+            )));
+        }
+    };
+    eprintln!(
+        "pgsub demo: the PostgreSQL server binaries are not installed; installing them with:\n  {}",
+        Plan::Run(cmds.clone()).shown()
+    );
+    install::run(&cmds).map_err(|e| {
         Error::Config(format!(
-            "{e}\nThe demo needs the PostgreSQL server binaries (initdb, pg_ctl, postgres): on Debian or Ubuntu `apt-get install postgresql`, or point PGSUB_PGBIN at their directory."
+            "demo: installing PostgreSQL failed: {e}; install the server packages yourself, or set PGSUB_PGBIN to a directory holding initdb, pg_ctl and postgres"
         ))
     })?;
+    PgBin::discover().map_err(|e| Error::Config(format!("demo: after the installation: {e}")))
+}
+
+pub(crate) async fn run(_cli: &Cli, args: &DemoArgs) -> Result<()> {
+    let bin = server_binaries(args.no_install)?;
     section(&format!(
         "Two throwaway clusters (PostgreSQL {})",
         bin.version

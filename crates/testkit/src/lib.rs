@@ -34,6 +34,7 @@ mod cluster;
 mod config;
 mod dirs;
 mod error;
+pub mod install;
 pub mod osuser;
 mod pgbin;
 mod process;
