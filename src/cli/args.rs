@@ -81,6 +81,33 @@ pub enum Command {
         after_help = "Examples:\n  pgsub slot create --source 'host=db1 dbname=app user=repl' --slot pgsub\n  pgsub slot list --source 'host=db1 dbname=app user=repl'\n  pgsub slot drop --source 'host=db1 dbname=app user=repl' --slot pgsub\n\nA slot keeps WAL on the source until its client confirms it: drop slots nobody streams from."
     )]
     Slot(SlotCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  pgsub completions bash > /etc/bash_completion.d/pgsub\n  pgsub completions zsh > \"${fpath[1]}/_pgsub\"\n  pgsub completions fish > ~/.config/fish/completions/pgsub.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Write the manual pages (pgsub(1) and one per command) generated from this help.
+    #[command(
+        after_help = "Examples:\n  pgsub man | man -l -                       # read pgsub(1) now\n  pgsub man --dir /usr/local/share/man/man1  # install every page"
+    )]
+    Man(ManArgs),
+}
+
+/// Arguments of `pgsub completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `pgsub man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pgsub.1 and a page per command (pgsub-sync.1, …) into this directory instead of
+    /// printing pgsub.1 on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 const DECODE_EXAMPLES: &str = "Examples:

@@ -5,6 +5,7 @@ pub mod args;
 mod decode;
 mod demo;
 mod drop;
+mod generate;
 mod handoff;
 mod record;
 mod sequences;
@@ -36,6 +37,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     }
 }
 
