@@ -261,3 +261,58 @@ fn scram_md5_and_cleartext_passwords_from_conninfo_env_and_pgpass() {
     )
     .expect_code(0);
 }
+
+/// `service=` through a service file, as libpq reads it, for the replication connection and
+/// for the plain SQL sessions (`status` uses both), with its password never shown.
+#[test]
+fn a_service_from_pg_service_conf_connects_and_its_password_stays_secret() {
+    let c = cluster::shared();
+    let db = c.create_database("service").unwrap();
+    sql(
+        c,
+        &db,
+        &format!("CREATE ROLE {db}_svc LOGIN REPLICATION PASSWORD 'svc-Secret-1'"),
+    );
+    let dir = tempdir("service");
+    let file = dir.join("pg_service.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "# the source\n[src]\nhost=127.0.0.1\nport={}\ndbname={db}\nuser={db}_svc\npassword=svc-Secret-1\n",
+            c.port()
+        ),
+    )
+    .unwrap();
+    let out = run_with(
+        pgsub()
+            .args(["status", "--source", "service=src", "--dest", "service=src"])
+            .env("PGSERVICEFILE", &file),
+    )
+    .expect_code(0);
+    assert!(!out.stdout.contains("svc-Secret-1"), "{}", out.stdout);
+    assert!(!out.stderr.contains("svc-Secret-1"), "{}", out.stderr);
+    // PGSERVICE names it too, and the connection string still wins over the file.
+    let out = run_with(
+        pgsub()
+            .args(["slot", "list", "--source", "dbname=nosuchdb"])
+            .env("PGSERVICEFILE", &file)
+            .env("PGSERVICE", "src"),
+    )
+    .expect_code(2);
+    assert!(out.stderr.contains("nosuchdb"), "{}", out.stderr);
+    assert!(!out.stderr.contains("svc-Secret-1"), "{}", out.stderr);
+    // An unknown service is a usage error naming the files looked in.
+    let out = run_with(
+        pgsub()
+            .args(["slot", "list", "--source", "service=nope"])
+            .env("PGSERVICEFILE", &file)
+            .env("PGSYSCONFDIR", &dir),
+    )
+    .expect_code(2);
+    assert!(
+        out.stderr
+            .contains("definition of service \"nope\" not found"),
+        "{}",
+        out.stderr
+    );
+}

@@ -34,8 +34,9 @@ pub(super) fn process_env(name: &str) -> Option<String> {
 }
 
 impl Parsed {
-    /// True when `key` was not given, so that its environment variable applies.
-    fn is_unset(&self, key: &str) -> bool {
+    /// True when `key` was not given, so that its service-file line or environment
+    /// variable applies.
+    pub(super) fn is_unset(&self, key: &str) -> bool {
         let info = &self.info;
         match key {
             "host" => info.hosts.is_empty(),
@@ -54,7 +55,8 @@ impl Parsed {
             "options" => info.options.is_none(),
             "channel_binding" => !self.seen.channel_binding,
             "target_session_attrs" => info.target_session_attrs.is_none(),
-            _ => false,
+            "replication" => info.replication.is_none(),
+            _ => !info.other.contains_key(key),
         }
     }
 
@@ -101,6 +103,14 @@ fn passwd_entry(contents: &str, uid: u32) -> Option<PasswdEntry> {
             home: PathBuf::from(home),
         })
     })
+}
+
+/// The home directory: `$HOME`, else the effective user's `/etc/passwd` entry.
+pub(super) fn home_from(get: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    get("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| current_passwd_entry().map(|entry| entry.home))
 }
 
 /// The `/etc/passwd` entry of this process's effective user: `/proc/self` is owned by it.

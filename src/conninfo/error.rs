@@ -1,6 +1,8 @@
 //! [`ConninfoError`], why a connection string or a `PG*` variable was refused, and how a
 //! value is shown in one: scrubbed of anything that looks like a secret, and shortened.
 
+use std::path::PathBuf;
+
 use super::SslMode;
 use super::keywords::key_like;
 use super::redact::scrub;
@@ -109,6 +111,44 @@ pub enum ConninfoError {
     WeakSslmodeWithSystemRoot {
         /// The sslmode that was given.
         sslmode: SslMode,
+    },
+    /// `service=NAME` (or `PGSERVICE`) names a service no service file defines.
+    #[error(
+        "definition of service \"{service}\" not found (looked in {looked_in}): add a [{service}] section to ~/.pg_service.conf, or point PGSERVICEFILE at the file that has it"
+    )]
+    ServiceNotFound {
+        /// The service name.
+        service: String,
+        /// The files looked in, in order.
+        looked_in: String,
+    },
+    /// A line of the service's section that libpq would refuse.
+    #[error("syntax error in service file \"{}\", line {line}: {reason}", .path.display())]
+    ServiceFile {
+        /// The service file.
+        path: PathBuf,
+        /// The line, counted from 1.
+        line: usize,
+        /// What is wrong (never the value, which may be a password).
+        reason: &'static str,
+    },
+    /// A value of the service's section that its keyword does not accept.
+    #[error("in service file \"{}\", line {line}: {error}", .path.display())]
+    ServiceFileValue {
+        /// The service file.
+        path: PathBuf,
+        /// The line, counted from 1.
+        line: usize,
+        /// The error about the value (which never shows a secret).
+        error: Box<ConninfoError>,
+    },
+    /// A service file that exists but cannot be read.
+    #[error("could not read service file \"{}\": {reason}", .path.display())]
+    ServiceFileRead {
+        /// The service file.
+        path: PathBuf,
+        /// What the operating system said.
+        reason: String,
     },
 }
 

@@ -118,11 +118,10 @@ pub(super) fn keyword(key: &str) -> Option<Keyword> {
         | "oauth_client_secret"
         | "oauth_scope"
         | "scram_client_key"
-        | "scram_server_key" => Keyword::OtherText,
+        | "scram_server_key"
+        | "service"
+        | "servicefile" => Keyword::OtherText,
         "gssencmode" => Keyword::Gssencmode,
-        "service" => Keyword::Unsupported(
-            "pgsub does not read pg_service.conf; give host, port, dbname and user instead",
-        ),
         "requirepeer" => Keyword::Unsupported(
             "pgsub cannot check the server process's user; remove it or use a TCP connection with sslmode=verify-full",
         ),
@@ -429,10 +428,6 @@ mod tests {
             parse_err("channel_binding=yes"),
             invalid("channel_binding", "yes", CHANNEL_BINDING_EXPECTED)
         );
-        assert!(matches!(
-            parse_err("service=prod"),
-            ConninfoError::Unsupported { key, .. } if key == "service"
-        ));
         assert!(matches!(
             parse_err("gssencmode=require"),
             ConninfoError::Unsupported { .. }

@@ -4,7 +4,7 @@
 //! (key=value pairs, single-quoted values with `\'` and `\\` escapes) and
 //! `postgresql://` URIs (percent-decoding, `user:password@`, several hosts, `[IPv6]`,
 //! `/dbname`, `?key=value`) — the `PG*` environment variables, libpq's defaults (Unix socket
-//! directory, port 5432, the OS user), the password file (see [`pgpass`]), and redaction: a
+//! directory, port 5432, the OS user), the connection service file, the password file (see [`pgpass`]), and redaction: a
 //! password never appears in anything this module prints, neither in [`Conninfo`]'s
 //! `Display` and `Debug` output, nor in a [`ConninfoError`], nor in what
 //! [`redact`](fn@redact) returns. It does no network I/O; [`Conninfo::tokio_postgres_config`]
@@ -17,7 +17,8 @@
 //!
 //! Files: [`Conninfo`] and the types of its fields are here, with [`Conninfo::parse`]; the
 //! keywords and the checks on their values are in `keywords.rs`; the two forms in
-//! `keyvalue.rs` and `uri.rs`; the `PG*` variables and the defaults in `env.rs`;
+//! `keyvalue.rs` and `uri.rs`; the `PG*` variables and the defaults in `env.rs`; the
+//! connection service file (`service=`, `pg_service.conf`) in `service.rs`;
 //! [`Conninfo::resolve`] in `resolve.rs`; what is shown (`Display`, `Debug`,
 //! [`Conninfo::host_display`]) in `display.rs`; [`redact`](fn@redact) and the scrubbing of
 //! secrets in `redact.rs`; [`Conninfo::tokio_postgres_config`] in `tokio_config.rs`; the
@@ -31,6 +32,7 @@ mod keywords;
 pub mod pgpass;
 mod redact;
 mod resolve;
+mod service;
 #[cfg(test)]
 mod tests;
 mod text;

@@ -55,11 +55,7 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// [`default_path`] reading the environment through `get`.
 pub(super) fn default_path_from(get: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let home = get("HOME")
-        .filter(|home| !home.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| super::env::current_passwd_entry().map(|entry| entry.home))?;
-    Some(home.join(".pgpass"))
+    Some(super::env::home_from(get)?.join(".pgpass"))
 }
 
 /// The contents of the password file, or `None` when libpq would not read it.

@@ -1,5 +1,5 @@
 //! [`Conninfo::resolve`]: everything libpq does before connecting — the connection
-//! string, then the `PG*` variables, then the defaults, the checks on list lengths,
+//! string, then the service file (`service=`), then the `PG*` variables, then the defaults, the checks on list lengths,
 //! `sslrootcert=system`, and the password file when no password is given.
 
 use std::path::Path;
@@ -65,12 +65,23 @@ impl Conninfo {
     }
 }
 
+/// [`resolve_from`] with no socket directories, for tests.
+#[cfg(test)]
+pub(super) fn resolve_with_env(
+    s: &str,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Conninfo, ConninfoError> {
+    resolve_from(s, get, &|_: &Path| false)
+}
+
 fn resolve_from(
     s: &str,
     get: &dyn Fn(&str) -> Option<String>,
     exists: &dyn Fn(&Path) -> bool,
 ) -> Result<Conninfo, ConninfoError> {
-    let (parsed, errors) = parse_tracked(s)?.apply_env(get);
+    let mut parsed = parse_tracked(s)?;
+    parsed.apply_service(get)?;
+    let (parsed, errors) = parsed.apply_env(get);
     if let Some(error) = errors.into_iter().next() {
         return Err(error);
     }
