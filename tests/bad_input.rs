@@ -110,6 +110,74 @@ fn wal_level_replica_exits_2_and_says_how_to_fix_it() {
     assert!(out.stderr.contains("'replica'"), "{}", out.stderr);
 }
 
+/// A managed source refuses ALTER SYSTEM: the advice names the platform's own switch, the
+/// platform recognised from the server's settings, roles and functions (here made to look
+/// like each one on a real server).
+#[test]
+fn a_managed_source_gets_its_own_platforms_advice() {
+    let c = Cluster::start(ClusterOptions {
+        wal_level: "replica".into(),
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let db = c.create_database("platform").unwrap();
+    let src = c.conninfo(&db);
+    let expect = |wanted: &str| {
+        let out = run(&decode_args(&src, "pgsub", &[])).expect_code(2);
+        assert!(out.stderr.contains(wanted), "{wanted}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("ALTER SYSTEM SET"),
+            "{wanted}: {}",
+            out.stderr
+        );
+    };
+    sql(&c, &db, "CREATE ROLE rds_superuser");
+    expect("set rds.logical_replication = 1 in the instance's DB parameter group");
+    sql(
+        &c,
+        &db,
+        "CREATE FUNCTION public.aurora_version() RETURNS text LANGUAGE sql AS $$SELECT '16'$$",
+    );
+    expect("rds.logical_replication = 1 in the DB cluster parameter group");
+    // A role without REPLICATION is told to take RDS's replication role.
+    sql(
+        &c,
+        &db,
+        &format!("CREATE ROLE {db}_norepl LOGIN PASSWORD 'pw-norepl'"),
+    );
+    let out = run(&decode_args(
+        &c.conninfo_as(&db, &format!("{db}_norepl"), "pw-norepl"),
+        "pgsub",
+        &[],
+    ))
+    .expect_code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("GRANT rds_replication TO \"{db}_norepl\"")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("pw-norepl"), "{}", out.stderr);
+    sql(
+        &c,
+        &db,
+        "DROP FUNCTION public.aurora_version(); DROP ROLE rds_superuser; CREATE ROLE cloudsqlsuperuser",
+    );
+    expect("cloudsql.logical_decoding = on");
+    sql(
+        &c,
+        &db,
+        "DROP ROLE cloudsqlsuperuser; CREATE ROLE azure_pg_admin",
+    );
+    expect("az postgres flexible-server parameter set");
+    sql(
+        &c,
+        &db,
+        "DROP ROLE azure_pg_admin; CREATE SCHEMA aiven_extras",
+    );
+    expect("ask Aiven support");
+}
+
 #[test]
 fn missing_publication_exits_2_listing_the_existing_ones() {
     let (c, db) = setup("bad_pub");
@@ -132,6 +200,26 @@ fn missing_publication_exits_2_listing_the_existing_ones() {
         out.stderr
     );
     assert!(out.stderr.contains("other_pub, p"), "{}", out.stderr);
+    assert!(!out.stderr.contains("aiven_extras"), "{}", out.stderr);
+    // On Aiven (recognised by its extension's schema) a publication of all tables is made
+    // through aiven_extras.
+    sql(c, &db, "CREATE SCHEMA aiven_extras");
+    let out = run(&[
+        "decode",
+        "--source",
+        &src,
+        "--publication",
+        "nope",
+        "--slot",
+        &db,
+    ])
+    .expect_code(2);
+    assert!(
+        out.stderr
+            .contains("aiven_extras.pg_create_publication_for_all_tables('nope'"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! and the command that fixes it; `pgsub` exits 2 for those. Nothing here creates or
 //! drops anything unless asked: an invalidated slot is reported, never recreated.
 
+pub mod platform;
 pub mod slots;
 pub mod tables;
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::conn::Connection;
 use crate::conninfo::Conninfo;
 use crate::error::{Error, Result};
+use platform::Platform;
 use slots::SlotInfo;
 
 /// Oldest server pgsub streams from (logical replication with pgoutput).
@@ -39,6 +41,23 @@ pub fn validate_slot_name(name: &str) -> Result<()> {
 pub async fn connect(info: &Conninfo, replication: bool) -> Result<Connection> {
     match Connection::connect(info, replication).await {
         Ok(c) => Ok(c),
+        Err(e) if replication && e.code() == Some(crate::pg::sqlstate::INSUFFICIENT_PRIVILEGE) => {
+            // The role may log in but not replicate: what to grant depends on the platform,
+            // which a plain session can tell.
+            let platform = match Connection::connect(info, false).await {
+                Ok(mut plain) => {
+                    let p = Platform::detect(&mut plain).await;
+                    plain.close().await;
+                    p
+                }
+                Err(_) => return Err(Error::Startup(Box::new(e))),
+            };
+            let user = info.user.as_deref().unwrap_or("the role");
+            Err(Error::Config(format!(
+                "{e}\nhint: {}",
+                platform.replication_role_fix(user)
+            )))
+        }
         Err(e) => Err(Error::Startup(Box::new(e))),
     }
 }
@@ -68,9 +87,11 @@ pub async fn check_server(conn: &mut Connection) -> Result<()> {
         .unwrap_or("")
         .to_owned();
     if level != "logical" {
+        let platform = Platform::detect(conn).await;
         return Err(Error::Config(format!(
-            "wal_level is '{level}' on the source ({}), and logical decoding needs 'logical': run ALTER SYSTEM SET wal_level = logical; on the source and restart the server (for example `pg_ctl restart` or `systemctl restart postgresql`)",
-            conn.target()
+            "wal_level is '{level}' on the source ({}), and logical decoding needs 'logical': {}",
+            conn.target(),
+            platform.wal_level_fix()
         )));
     }
     Ok(())
@@ -105,8 +126,15 @@ pub async fn check_publications(conn: &mut Connection, wanted: &[String]) -> Res
     } else {
         format!("publications there: {}", existing.join(", "))
     };
+    let all_tables = match Platform::detect(conn)
+        .await
+        .all_tables_publication(missing[0])
+    {
+        Some(how) => format!(" ({how})"),
+        None => String::new(),
+    };
     Err(Error::Config(format!(
-        "publication {names} does not exist in database \"{}\" on the source ({}); {there}. Create it with CREATE PUBLICATION {} FOR TABLE … (or FOR ALL TABLES), or name an existing one",
+        "publication {names} does not exist in database \"{}\" on the source ({}); {there}. Create it with CREATE PUBLICATION {} FOR TABLE … (or FOR ALL TABLES{all_tables}), or name an existing one",
         conn.database(),
         conn.target(),
         missing[0]
