@@ -80,6 +80,15 @@ impl From<crate::pg::SqlError> for Error {
     }
 }
 
+impl From<crate::pg::client::ClientError> for Error {
+    fn from(e: crate::pg::client::ClientError) -> Self {
+        match e {
+            crate::pg::client::ClientError::Sql(e) => Error::Sql(Box::new(e)),
+            crate::pg::client::ClientError::Tls(e) => Error::Config(e),
+        }
+    }
+}
+
 impl From<StreamError> for Error {
     fn from(e: StreamError) -> Self {
         Error::Stream(Box::new(e))

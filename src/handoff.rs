@@ -64,12 +64,12 @@ impl<'a> Steps<'a> {
         if self.dry_run {
             return Ok(Vec::new());
         }
-        text_rows(
+        Ok(text_rows(
             self.client,
             sql,
             &format!("running `{shown}` on the destination"),
         )
-        .await
+        .await?)
     }
 
     fn note(&mut self, s: String) {

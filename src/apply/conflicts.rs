@@ -19,39 +19,7 @@
 
 use std::collections::BTreeMap;
 
-/// What kind of conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictKind {
-    /// An insert hit an existing unique key.
-    InsertExists,
-    /// An update hit an existing unique key.
-    UpdateExists,
-    /// An update found no row.
-    UpdateMissing,
-    /// A delete found no row.
-    DeleteMissing,
-}
-
-impl ConflictKind {
-    /// The name PostgreSQL 18 gives it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConflictKind::InsertExists => "insert_exists",
-            ConflictKind::UpdateExists => "update_exists",
-            ConflictKind::UpdateMissing => "update_missing",
-            ConflictKind::DeleteMissing => "delete_missing",
-        }
-    }
-
-    /// Every kind.
-    pub const ALL: [ConflictKind; 4] = [
-        ConflictKind::InsertExists,
-        ConflictKind::UpdateExists,
-        ConflictKind::UpdateMissing,
-        ConflictKind::DeleteMissing,
-    ];
-}
+pub use crate::state::conflicts::{ConflictKind, Tally};
 
 /// What to do about a conflict (`--on-conflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,15 +30,6 @@ pub enum OnConflict {
     Log,
     /// Any conflict stops pgsub (nothing of its transaction is applied).
     Error,
-}
-
-/// Conflicts of one kind on one table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Tally {
-    /// How many.
-    pub count: u64,
-    /// The key of the last one, as `(col, …)=(value, …)`, when known.
-    pub last_key: Option<String>,
 }
 
 /// Lines logged per table and kind before further conflicts are only counted.

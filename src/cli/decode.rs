@@ -73,7 +73,12 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
         .stream_into(&mut sink, super::shutdown_signal())
         .await?;
     sink.flush()?;
-    crate::output::summary::print("decode", &super::output(cli), Some(&end), &started.session)
+    crate::output::summary::print(
+        "decode",
+        &super::output(cli),
+        Some(&end as &dyn std::fmt::Display),
+        &started.session,
+    )
 }
 
 /// Decodes a recording. `--until LSN` stops after the unit that reaches it;

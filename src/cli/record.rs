@@ -80,5 +80,10 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         .sync_all()
         .map_err(|e| Error::io("syncing the recording to disk", e))?;
     tracing::info!(path = %path, frames, "recording complete");
-    crate::output::summary::print("record", &super::output(cli), Some(&end), &started.session)
+    crate::output::summary::print(
+        "record",
+        &super::output(cli),
+        Some(&end as &dyn std::fmt::Display),
+        &started.session,
+    )
 }

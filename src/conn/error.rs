@@ -13,9 +13,9 @@ use crate::protocol::reader::DecodeError;
 
 use super::tls::TlsConfigError;
 
-/// SQLSTATE codes pgsub reacts to (the one list is [`crate::pg::sqlstate`]).
-pub use crate::pg::sqlstate;
-pub use crate::pg::sqlstate::Class as ErrorClass;
+/// SQLSTATE codes pgsub reacts to (the one list is [`crate::protocol::sqlstate`]).
+pub use crate::protocol::sqlstate;
+pub use crate::protocol::sqlstate::Class as ErrorClass;
 
 /// A failure on a connection.
 #[derive(Debug, thiserror::Error)]

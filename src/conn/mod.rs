@@ -45,7 +45,7 @@ pub const DEFAULT_APPLICATION_NAME: &str = "pgsub";
 /// How much to read from the socket at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
-pub use crate::pg::Row;
+pub use crate::protocol::row::Row;
 
 /// A connection using the simple query protocol, optionally a replication connection.
 #[derive(Debug)]

@@ -9,7 +9,7 @@
 //! slice, and the ways the server can end the stream: its own CopyDone, a CommandComplete
 //! without CopyDone (what a logical walsender sends at shutdown), or an ErrorResponse.
 
-use crate::pg::ident::ident as escape_identifier;
+use crate::protocol::quote::ident as escape_identifier;
 use bytes::Bytes;
 
 use super::error::ConnError;

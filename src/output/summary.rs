@@ -8,19 +8,17 @@ use serde_json::json;
 
 use super::{Format, Output};
 use crate::error::{Error, Result};
-use crate::replicate::run::RunEnd;
 use crate::stream::Session;
 
-fn end_text(end: &RunEnd) -> String {
-    match end {
-        RunEnd::Target => "reached the --until position".into(),
-        RunEnd::Signal => "stopped by a signal".into(),
-        RunEnd::ServerEnded(e) => format!("the server ended the stream ({e:?})"),
-    }
-}
-
-/// Prints the summary of a session; `quiet` (`-q`) drops the text form, not the JSON one.
-pub fn print(command: &str, out: &Output, end: Option<&RunEnd>, session: &Session) -> Result<()> {
+/// Prints the summary of a session, with why it ended (`end`, as the run describes it);
+/// `quiet` (`-q`) drops the text form, not the JSON one.
+pub fn print(
+    command: &str,
+    out: &Output,
+    end: Option<&dyn std::fmt::Display>,
+    session: &Session,
+) -> Result<()> {
+    let end = end.map(ToString::to_string);
     let (format, quiet) = (out.format, out.quiet);
     let pos = session.positions();
     let acc = session.accounting().summary();
@@ -29,7 +27,7 @@ pub fn print(command: &str, out: &Output, end: Option<&RunEnd>, session: &Sessio
             let v = json!({
                 "kind": "summary",
                 "command": command,
-                "end": end.map(end_text),
+                "end": end,
                 "positions": {
                     "received": pos.received(),
                     "applied": pos.applied(),
@@ -49,7 +47,7 @@ pub fn print(command: &str, out: &Output, end: Option<&RunEnd>, session: &Sessio
             let _ = writeln!(
                 s,
                 "pgsub {command}: {}",
-                end.map_or_else(|| "end of input".to_owned(), end_text)
+                end.unwrap_or_else(|| "end of input".to_owned())
             );
             let _ = writeln!(
                 s,

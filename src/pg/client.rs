@@ -9,10 +9,20 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::{Row, SqlError};
 use crate::conninfo::{Conninfo, SslMode};
-use crate::error::{Error, Result};
+
+/// Why a plain SQL session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting or logging in failed.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    /// The TLS settings (`sslrootcert`, `sslcert`, …) are unusable: a setup problem.
+    #[error("{0}")]
+    Tls(String),
+}
 
 /// Runs `sql` (simple query protocol) and returns its rows as text.
-pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Row>> {
+pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Row>, SqlError> {
     let msgs = client
         .simple_query(sql)
         .await
@@ -38,7 +48,11 @@ pub async fn text_rows(client: &Client, sql: &str, what: &str) -> Result<Vec<Row
 }
 
 /// The first column of the first row of `sql`, as text (`None`: no row, or NULL).
-pub async fn first_value(client: &Client, sql: &str, what: &str) -> Result<Option<String>> {
+pub async fn first_value(
+    client: &Client,
+    sql: &str,
+    what: &str,
+) -> Result<Option<String>, SqlError> {
     Ok(text_rows(client, sql, what)
         .await?
         .into_iter()
@@ -48,7 +62,7 @@ pub async fn first_value(client: &Client, sql: &str, what: &str) -> Result<Optio
 
 /// Connects a `tokio-postgres` client (TLS per `sslmode`) and drives its connection in
 /// the background.
-pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client> {
+pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client, ClientError> {
     let mut config = info.tokio_postgres_config();
     if config.get_application_name().is_none() {
         config.application_name(crate::conn::DEFAULT_APPLICATION_NAME);
@@ -62,12 +76,12 @@ pub async fn connect_client(info: &Conninfo, what: &str) -> Result<Client> {
     config.options(&options);
     let target = info.host_display();
     let fail = |e| {
-        Error::from(SqlError::connecting(
+        ClientError::Sql(SqlError::connecting(
             format!("connecting to the {what} ({target})"),
             e,
         ))
     };
-    let tls = crate::conn::tls::client_config(info).map_err(|e| Error::Config(e.to_string()))?;
+    let tls = crate::conn::tls::client_config(info).map_err(|e| ClientError::Tls(e.to_string()))?;
     let client = match (tls, info.sslmode) {
         (Some(cfg), mode) if mode != SslMode::Disable => {
             let (client, conn) = config

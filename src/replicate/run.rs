@@ -106,6 +106,16 @@ pub enum RunEnd {
     ServerEnded(StreamEnd),
 }
 
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEnd::Target => f.write_str("reached the --until position"),
+            RunEnd::Signal => f.write_str("stopped by a signal"),
+            RunEnd::ServerEnded(e) => write!(f, "the server ended the stream ({e:?})"),
+        }
+    }
+}
+
 /// Streams until a target, a signal or the server's end.
 pub async fn run<S: Sink>(
     conn: &mut Connection,

@@ -1,15 +1,59 @@
 //! `pgsub.conflicts`: how many conflicts of each kind each subscription met on each
 //! table, with the key of the last one. Added to in the transaction that applied the
 //! changes, so the counts are exactly those of what the destination holds; a conflict that
-//! stops pgsub is written in a transaction of its own after the rollback.
+//! stops pgsub is written in a transaction of its own after the rollback. The kinds are
+//! defined here, with what is stored of them; `crate::apply::conflicts` says what is done
+//! about each.
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
-use crate::apply::conflicts::{ConflictKind, Tally};
 use crate::error::Result;
 use crate::pg::SqlError;
+
+/// What kind of conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// An insert hit an existing unique key.
+    InsertExists,
+    /// An update hit an existing unique key.
+    UpdateExists,
+    /// An update found no row.
+    UpdateMissing,
+    /// A delete found no row.
+    DeleteMissing,
+}
+
+impl ConflictKind {
+    /// The name PostgreSQL 18 gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictKind::InsertExists => "insert_exists",
+            ConflictKind::UpdateExists => "update_exists",
+            ConflictKind::UpdateMissing => "update_missing",
+            ConflictKind::DeleteMissing => "delete_missing",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [ConflictKind; 4] = [
+        ConflictKind::InsertExists,
+        ConflictKind::UpdateExists,
+        ConflictKind::UpdateMissing,
+        ConflictKind::DeleteMissing,
+    ];
+}
+
+/// Conflicts of one kind on one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// How many.
+    pub count: u64,
+    /// The key of the last one, as `(col, …)=(value, …)`, when known.
+    pub last_key: Option<String>,
+}
 
 /// Adds `tallies` to the counts of subscription `name`.
 pub async fn add(

@@ -274,5 +274,5 @@ fn report(out: &Output, end: &RunEnd, session: &Session, sink: &ApplySink) -> Re
             ),
         );
     }
-    crate::output::summary::print("sync", out, Some(end), session)
+    crate::output::summary::print("sync", out, Some(end as &dyn std::fmt::Display), session)
 }
