@@ -93,11 +93,7 @@ impl ApplySink {
                     })
                     .collect();
                 let check = Check::Run {
-                    key_names: target
-                        .cols_at(&key)
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect(),
+                    key_names: target.names_at(&key),
                     key_params: (0..key.len()).collect(),
                     probe: Probe::Missing(sql::probe(
                         &target.table,
@@ -122,11 +118,7 @@ impl ApplySink {
                     .await?;
                 let at = [(1..=key.len()).collect::<Vec<usize>>()];
                 let check = Check::Run {
-                    key_names: target
-                        .cols_at(&key)
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect(),
+                    key_names: target.names_at(&key),
                     key_params: (0..key.len()).collect(),
                     probe: Probe::Kept(sql::probe(
                         &target.table,

@@ -80,6 +80,14 @@ impl Target {
         positions.iter().map(|&i| &self.cols[i]).collect()
     }
 
+    /// The names of the columns at `positions`.
+    pub fn names_at(&self, positions: &[usize]) -> Vec<String> {
+        positions
+            .iter()
+            .map(|&i| self.cols[i].name.clone())
+            .collect()
+    }
+
     /// The positions of every written column.
     pub fn written(&self) -> Vec<usize> {
         (0..self.cols.len())
