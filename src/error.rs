@@ -55,6 +55,12 @@ pub enum Error {
     /// `--on-conflict error` a missing row); the message names the table, kind and key.
     #[error("{0}")]
     Conflict(String),
+    /// A table joined the publications while `sync` streamed: the run stops, and the next
+    /// copies it before streaming on (`sync` does so at once).
+    #[error(
+        "table {0} joined the publications while pgsub streamed: it must be copied before its changes are applied (run sync again, which copies it)"
+    )]
+    PublicationChanged(String),
     /// `verify` found differences (the report says which).
     #[error("{0}")]
     Differences(String),
@@ -108,6 +114,7 @@ impl Error {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Config(_) | Error::Startup(_) => ErrorKind::Config,
             Error::Differences(_) => ErrorKind::Differences,
+            Error::PublicationChanged(_) => ErrorKind::Transient,
             Error::Conn(e) => ErrorKind::from(e.class()),
             Error::Sql(e) => ErrorKind::from(e.class()),
             Error::Record(e) if e.is_unusable_file() => ErrorKind::Config,

@@ -98,6 +98,10 @@ const XLOG_DATA_HEADER: usize = 1 + 8 + 8 + 8;
 /// Options of the sink.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
+    /// The relations (`schema.table`) this run copied or streams: a Relation message for
+    /// another one means a table joined the publications, and the run stops so that the
+    /// next one copies it first (`None`: no such check).
+    pub published: Option<std::collections::HashSet<String>>,
     /// Add columns the source adds mid-stream (`--schema create`).
     pub add_columns: bool,
     /// What to do about conflicts.
@@ -259,6 +263,12 @@ impl ApplySink {
                 }
             }
             PgOutput::Relation(r) => {
+                if let Some(known) = &self.opts.published {
+                    let relation = format!("{}.{}", r.namespace, r.name);
+                    if !known.contains(&relation) {
+                        return Err(Error::PublicationChanged(relation));
+                    }
+                }
                 // Columns may have changed: look the destination up again next time.
                 self.flush_run().await?;
                 self.targets.remove(&r.relid);

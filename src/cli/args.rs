@@ -315,6 +315,9 @@ pub struct SyncArgs {
     /// Conflicts (an insert of an existing key, an update or delete that finds no row): log (as the built-in worker: a missing row is logged, counted and skipped; an existing key stops pgsub) or error (any conflict stops pgsub, nothing of its transaction applied). Every conflict is counted in pgsub.conflicts, the summary, the metrics and `pgsub status`.
     #[arg(long, value_enum, default_value_t = OnConflictArg::Log)]
     pub on_conflict: OnConflictArg,
+    /// Seconds between looks for tables that joined the publications (ALTER PUBLICATION … ADD TABLE, a new table under FOR ALL TABLES or TABLES IN SCHEMA); such a table is copied, then streamed, while the others wait. A table is also found at start and at its first change; 0 for only those.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub refresh_interval: u64,
 }
 
 impl SyncArgs {

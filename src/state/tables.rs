@@ -40,6 +40,37 @@ pub async fn plan(client: &Client, name: &str, relations: &[String]) -> Result<(
     Ok(())
 }
 
+/// Records `relations` as `ready` without a copy (no snapshot: every change of theirs is
+/// applied), unless already known: the tables a run streams without copying, so that a
+/// table joining the publication later is told apart from them.
+pub async fn mark_streamed(client: &Client, name: &str, relations: &[String]) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO pgsub.tables (name, relation, state) \
+             SELECT $1, r, 'ready' FROM unnest($2::text[]) r \
+             ON CONFLICT (name, relation) DO NOTHING",
+            &[&name, &relations],
+        )
+        .await
+        .map_err(err("recording the streamed tables in pgsub.tables".into()))?;
+    Ok(())
+}
+
+/// Forgets `relations` (they left the publications): should one join again, it is
+/// copied again.
+pub async fn forget(client: &Client, name: &str, relations: &[String]) -> Result<()> {
+    client
+        .execute(
+            "DELETE FROM pgsub.tables WHERE name = $1 AND relation = ANY($2::text[])",
+            &[&name, &relations],
+        )
+        .await
+        .map_err(err(
+            "removing tables that left the publication from pgsub.tables".into(),
+        ))?;
+    Ok(())
+}
+
 /// Copy state per relation (`schema.table`).
 pub async fn states(client: &Client, name: &str) -> Result<HashMap<String, CopyState>> {
     let rows = client

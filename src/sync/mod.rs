@@ -69,6 +69,9 @@ pub struct SyncOptions {
     pub on_conflict: OnConflict,
     /// Copy progress bars (a terminal).
     pub progress_bars: bool,
+    /// How often to look for tables that joined the publications (zero: only at start
+    /// and at their first change).
+    pub refresh_interval: Duration,
 }
 
 /// Runs `sync` until `--until`, a shutdown, or a failure that is not worth retrying.
@@ -96,9 +99,17 @@ pub async fn run(
     // The walsender failing while streaming is retried (a fresh one may decode what it
     // could not), but not forever when it keeps failing the same way.
     let mut stream_failures = 0u32;
+    // Tables a run stopped for because they joined the publications mid-stream.
+    let mut refreshed = std::collections::HashSet::new();
     loop {
         let started = std::time::Instant::now();
-        let result = once::run(opts, out, shutdown.clone()).await;
+        let result = once::run(opts, out, shutdown.clone(), &refreshed).await;
+        if let Err(Error::PublicationChanged(relation)) = &result {
+            // Not a failure: the next run copies the table, then streams on.
+            tracing::info!(table = %relation, "a table joined the publications: starting again to copy it");
+            refreshed.insert(relation.clone());
+            continue;
+        }
         if started.elapsed() > MAX_BACKOFF {
             // It ran a good while: this failure is news, not a repeat.
             backoff = Duration::from_secs(1);

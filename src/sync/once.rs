@@ -4,11 +4,17 @@
 //!  destination: pgsub schema, stored progress ─┐
 //!  source: version, wal_level, publications,   ├─► preflight ─► table definitions
 //!          system id, published tables         ┘        (verify | create | skip)
-//!      ─► tables to copy recorded (before the slot exists) ─► slot (created with an
+//!      ─► tables to copy recorded (before the slot exists; later runs add the tables
+//!         that joined the publications and forget those that left) ─► slot (created with an
 //!         exported snapshot when a copy is due) ─► copy (that snapshot, or a fresh one
 //!         from a temporary slot for tables whose copy was interrupted)
-//!      ─► START_REPLICATION from the stored progress ─► apply until --until / signal
+//!      ─► START_REPLICATION from the stored progress ─► apply until --until / signal,
+//!         or until a table joins the publications (then the next run copies it)
 //! ```
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::copy::{self, CopyPlan};
 use super::schema::{self, SchemaMode};
@@ -16,7 +22,7 @@ use super::{SyncOptions, preflight};
 use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
 use crate::conn::replication::SnapshotAction;
 use crate::dest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::output::Output;
 use crate::pgoutput::options::RequestedOptions;
@@ -41,11 +47,74 @@ fn requested(opts: &SyncOptions) -> RequestedOptions {
     }
 }
 
-/// Connects, checks, copies what is due and streams until the end of the run.
+/// Which tables are copied and which only streamed, recorded in `pgsub.tables` before the
+/// slot exists, so that a run killed at any point after this still copies them next time.
+/// The first run copies every table (or, with `--no-copy-data` or a slot that already
+/// exists, records them as streamed); a later run copies the tables that joined the
+/// publications since, and forgets those that left them — what `ALTER SUBSCRIPTION …
+/// REFRESH PUBLICATION` does, without anyone having to ask.
+async fn plan_tables(
+    opts: &SyncOptions,
+    client: &tokio_postgres::Client,
+    name: &str,
+    tables: &[PublishedTable],
+    new_slot: bool,
+) -> Result<std::collections::HashMap<String, crate::state::tables::CopyState>> {
+    use crate::state::tables as state;
+    let states = state::states(client, name).await?;
+    let relations: Vec<String> = tables.iter().map(PublishedTable::qualified_name).collect();
+    if states.is_empty() {
+        if opts.copy_data.unwrap_or(new_slot) {
+            state::plan(client, name, &relations).await?;
+        } else {
+            state::mark_streamed(client, name, &relations).await?;
+        }
+        return state::states(client, name).await;
+    }
+    let left: Vec<String> = states
+        .keys()
+        .filter(|r| !relations.contains(r))
+        .cloned()
+        .collect();
+    for relation in &left {
+        tracing::warn!(table = %relation, "the table left the publications: its changes are no longer applied, and its rows on the destination are kept (should it join again, it is copied again, into an empty table or with --truncate-before-copy)");
+    }
+    if !left.is_empty() {
+        state::forget(client, name, &left).await?;
+    }
+    let joined: Vec<String> = relations
+        .iter()
+        .filter(|r| !states.contains_key(*r))
+        .cloned()
+        .collect();
+    if !joined.is_empty() {
+        if opts.copy_data == Some(false) {
+            for relation in &joined {
+                tracing::warn!(table = %relation, "the table joined the publications and is not copied (--no-copy-data): only its changes from now on are applied");
+            }
+            state::mark_streamed(client, name, &joined).await?;
+        } else {
+            for relation in &joined {
+                tracing::info!(table = %relation, "the table joined the publications: copying it, then streaming it");
+            }
+            state::plan(client, name, &joined).await?;
+        }
+    }
+    if left.is_empty() && joined.is_empty() {
+        Ok(states)
+    } else {
+        state::states(client, name).await
+    }
+}
+
+/// Connects, checks, copies what is due and streams until the end of the run. `refreshed`
+/// are the relations a previous run stopped for (they joined mid-stream): they are not
+/// stopped for again.
 pub async fn run(
     opts: &SyncOptions,
     out: &Output,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    refreshed: &std::collections::HashSet<String>,
 ) -> Result<RunEnd> {
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
@@ -62,20 +131,13 @@ pub async fn run(
     );
     schema::prepare(&dest.client, &tables, opts.schema).await?;
 
-    // What to copy: recorded before the slot exists, so that a run killed at any point
-    // after this still copies them next time.
     let mut existing = slots::find(&mut conn, &opts.slot).await?;
     if existing.as_ref().is_some_and(|s| s.active) {
         // Held by the walsender of a pgsub that just died; gone when that pgsub died
         // while creating it.
         existing = source::wait_for_release(&mut conn, &opts.slot, opts.slot_wait).await?;
     }
-    let mut states = crate::state::tables::states(&dest.client, &name).await?;
-    if opts.copy_data.unwrap_or(existing.is_none()) && states.is_empty() {
-        let relations: Vec<String> = tables.iter().map(PublishedTable::qualified_name).collect();
-        crate::state::tables::plan(&dest.client, &name, &relations).await?;
-        states = crate::state::tables::states(&dest.client, &name).await?;
-    }
+    let mut states = plan_tables(opts, &dest.client, &name, &tables, existing.is_none()).await?;
     let to_copy: Vec<PublishedTable> = tables
         .iter()
         .filter(|t| states.get(&t.qualified_name()).is_some_and(|s| !s.ready))
@@ -205,6 +267,11 @@ pub async fn run(
         )
         .await?;
     }
+    let known: HashSet<String> = tables
+        .iter()
+        .map(PublishedTable::qualified_name)
+        .chain(refreshed.iter().cloned())
+        .collect();
     let source_generated = tables
         .iter()
         .filter(|t| !t.generated_columns.is_empty())
@@ -222,6 +289,7 @@ pub async fn run(
         snapshots,
         GroupLimits::default(),
         ApplyOptions {
+            published: Some(known.clone()),
             add_columns: opts.schema == SchemaMode::Create,
             on_conflict: opts.on_conflict,
             source_generated,
@@ -247,9 +315,86 @@ pub async fn run(
         stats_interval: opts.stats_interval,
     })
     .await?;
-    let end = started.stream_into(&mut sink, shutdown).await?;
+    // The run stops for a table that joins the publications while it streams: at its
+    // first change (the sink sees a relation it does not know), or when the check every
+    // --refresh-interval finds it. The next run copies it.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let joined = Arc::new(Mutex::new(None::<String>));
+    let watcher = tokio::spawn(watch_publications(
+        opts.clone(),
+        known.clone(),
+        shutdown.clone(),
+        stop_tx,
+        joined.clone(),
+    ));
+    let end = started.stream_into(&mut sink, stop_rx).await;
+    watcher.abort();
+    let end = end?;
     report(out, &end, &started.session, &sink)?;
-    Ok(end)
+    let found = joined.lock().map(|j| j.clone()).unwrap_or_default();
+    match found {
+        Some(relation) if end == RunEnd::Signal && !*shutdown.borrow() => {
+            Err(Error::PublicationChanged(relation))
+        }
+        _ => Ok(end),
+    }
+}
+
+/// Passes the user's shutdown on to the run, and every `--refresh-interval` looks for a
+/// published table the run does not know; finding one, it records it in `joined` and
+/// stops the run.
+async fn watch_publications(
+    opts: SyncOptions,
+    known: HashSet<String>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
+    joined: Arc<Mutex<Option<String>>>,
+) {
+    let every = opts.refresh_interval;
+    let mut tick = tokio::time::interval(if every.is_zero() {
+        Duration::from_secs(3600 * 24 * 365)
+    } else {
+        every
+    });
+    tick.tick().await; // the first tick is at once: the run just read the tables
+    loop {
+        if *shutdown.borrow() {
+            let _ = stop.send(true);
+            return;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tick.tick(), if !every.is_zero() => {
+                match new_table(&opts, &known).await {
+                    Ok(Some(relation)) => {
+                        tracing::info!(table = %relation, "a table joined the publications: stopping the stream to copy it");
+                        if let Ok(mut j) = joined.lock() {
+                            *j = Some(relation);
+                        }
+                        let _ = stop.send(true);
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("looking for tables that joined the publications: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// A published table not in `known`, read on a plain connection of its own.
+async fn new_table(opts: &SyncOptions, known: &HashSet<String>) -> Result<Option<String>> {
+    let mut c = source::connect(&opts.source, false).await?;
+    let tables = tables::published_tables(&mut c, &opts.publications).await;
+    c.close().await;
+    Ok(tables?
+        .iter()
+        .map(PublishedTable::qualified_name)
+        .find(|r| !known.contains(r)))
 }
 
 fn report(out: &Output, end: &RunEnd, session: &Session, sink: &ApplySink) -> Result<()> {
