@@ -146,6 +146,8 @@ fn a_destination_row_trigger_sees_changes_in_source_order() {
         "CREATE PUBLICATION p FOR TABLE o; INSERT INTO o SELECT g, g FROM generate_series(1, 30) g",
     );
     t.subscribe(&["p"], "", &[]).expect_code(0);
+    // The native copy runs in the background: it ends before the destinations are touched.
+    t.sync_both();
     t.dests("TRUNCATE seen");
     t.source(
         "DO $$ DECLARE i int; BEGIN FOR i IN REVERSE 30..1 LOOP UPDATE o SET v = v + 1 WHERE id = i; END LOOP; END $$; \
@@ -342,6 +344,8 @@ fn conflicts_are_counted_logged_shown_and_stop_pgsub_where_the_built_in_worker_s
     t.everywhere("CREATE TABLE c (k int PRIMARY KEY, v text)");
     t.source("CREATE PUBLICATION p FOR TABLE c; INSERT INTO c SELECT g, 'v' FROM generate_series(1, 10) g");
     t.subscribe(&["p"], "", &[]).expect_code(0);
+    // The native copy runs in the background: it ends before the destinations are touched.
+    t.sync_both();
     // The destinations lose rows behind the replication's back.
     t.dests("DELETE FROM c WHERE k IN (3, 4)");
     t.source("UPDATE c SET v = 'w' WHERE k = 3; DELETE FROM c WHERE k = 4; UPDATE c SET v = 'w' WHERE k = 5");
