@@ -208,8 +208,10 @@ impl ApplySink {
         restart: bool,
     ) -> Result<()> {
         let mut tables = Vec::new();
+        let mut left_out = false;
         for &relid in relids {
             if self.txns.skipping(relid) {
+                left_out = true;
                 continue;
             }
             let t = self.target(rels, relid).await?;
@@ -219,7 +221,12 @@ impl ApplySink {
             return Ok(());
         }
         self.flush_run().await?;
-        self.exec.simple(sql::truncate(&tables, restart)).await?;
+        let statement = if left_out {
+            sql::truncate_or_delete(&tables, restart)
+        } else {
+            sql::truncate(&tables, restart)
+        };
+        self.exec.simple(statement).await?;
         self.stats.truncates += 1;
         Ok(())
     }

@@ -210,6 +210,44 @@ pub fn truncate(tables: &[(String, &str)], restart_identity: bool) -> String {
     )
 }
 
+/// A TRUNCATE of `tables` that falls back to `DELETE` where the destination refuses it
+/// for a foreign key from a table the message also named but that pgsub left out (a table
+/// whose copy came later than the TRUNCATE, and so already holds what followed it). The
+/// built-in worker reaches the same rows another way: it fails, retries once that table is
+/// ready, and then truncates it too and applies its changes again. Under the replica role
+/// the `DELETE` fires no foreign-key trigger; `RESTART IDENTITY` restarts the sequences the
+/// tables own, as TRUNCATE would.
+pub fn truncate_or_delete(tables: &[(String, &str)], restart_identity: bool) -> String {
+    let deletes: String = tables
+        .iter()
+        .map(|(t, only)| format!("DELETE FROM {only}{t}; "))
+        .collect();
+    let restart = if restart_identity {
+        let rels: Vec<String> = tables
+            .iter()
+            .map(|(t, _)| format!("{}::regclass", crate::protocol::quote::literal(t)))
+            .collect();
+        format!(
+            "FOR s IN SELECT d.objid::regclass FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S' \
+             WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN ({}) AND d.deptype IN ('a', 'i') \
+             LOOP EXECUTE pg_catalog.format('ALTER SEQUENCE %s RESTART', s); END LOOP; ",
+            rels.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "DECLARE s regclass; BEGIN {}; EXCEPTION WHEN feature_not_supported THEN {deletes}{restart}END",
+        truncate(tables, restart_identity)
+    );
+    let mut tag = String::from("$pgsub$");
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    format!("DO {tag} {body} {tag}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +339,21 @@ mod tests {
             "TRUNCATE ONLY a, p, ONLY b RESTART IDENTITY RESTRICT"
         );
         assert!(!truncate(&[("a".into(), "ONLY ")], false).contains("CASCADE"));
+    }
+
+    #[test]
+    fn truncate_or_delete_deletes_when_refused_and_its_quoting_cannot_be_escaped() {
+        let plain = truncate_or_delete(&[(r#""s"."a""#.into(), "ONLY ")], false);
+        assert!(plain.starts_with("DO $pgsub$ "), "{plain}");
+        assert!(plain.ends_with(" $pgsub$"), "{plain}");
+        assert!(plain.contains("TRUNCATE ONLY \"s\".\"a\" RESTRICT;"), "{plain}");
+        assert!(plain.contains("WHEN feature_not_supported THEN DELETE FROM ONLY \"s\".\"a\"; END"), "{plain}");
+        assert!(!plain.contains("ALTER SEQUENCE"), "{plain}");
+        let restart = truncate_or_delete(&[(r#""it's""#.into(), "")], true);
+        assert!(restart.contains(r#"IN ('"it''s"'::regclass)"#), "{restart}");
+        assert!(restart.contains("ALTER SEQUENCE %s RESTART"), "{restart}");
+        // A name holding the dollar-quote tag gets a longer tag.
+        let odd = truncate_or_delete(&[(r#""x$pgsub$y""#.into(), "ONLY ")], false);
+        assert!(odd.starts_with("DO $pgsub_$ ") && odd.ends_with(" $pgsub_$"), "{odd}");
     }
 }
