@@ -346,14 +346,23 @@ mod tests {
         let plain = truncate_or_delete(&[(r#""s"."a""#.into(), "ONLY ")], false);
         assert!(plain.starts_with("DO $pgsub$ "), "{plain}");
         assert!(plain.ends_with(" $pgsub$"), "{plain}");
-        assert!(plain.contains("TRUNCATE ONLY \"s\".\"a\" RESTRICT;"), "{plain}");
-        assert!(plain.contains("WHEN feature_not_supported THEN DELETE FROM ONLY \"s\".\"a\"; END"), "{plain}");
+        assert!(
+            plain.contains("TRUNCATE ONLY \"s\".\"a\" RESTRICT;"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("WHEN feature_not_supported THEN DELETE FROM ONLY \"s\".\"a\"; END"),
+            "{plain}"
+        );
         assert!(!plain.contains("ALTER SEQUENCE"), "{plain}");
         let restart = truncate_or_delete(&[(r#""it's""#.into(), "")], true);
         assert!(restart.contains(r#"IN ('"it''s"'::regclass)"#), "{restart}");
         assert!(restart.contains("ALTER SEQUENCE %s RESTART"), "{restart}");
         // A name holding the dollar-quote tag gets a longer tag.
         let odd = truncate_or_delete(&[(r#""x$pgsub$y""#.into(), "ONLY ")], false);
-        assert!(odd.starts_with("DO $pgsub_$ ") && odd.ends_with(" $pgsub_$"), "{odd}");
+        assert!(
+            odd.starts_with("DO $pgsub_$ ") && odd.ends_with(" $pgsub_$"),
+            "{odd}"
+        );
     }
 }
