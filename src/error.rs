@@ -160,6 +160,12 @@ impl Error {
         }
     }
 
+    /// The destination connection failed while in use (no server error: the connection
+    /// was cut, reset or closed).
+    pub fn is_destination_lost(&self) -> bool {
+        matches!(self, Error::Sql(s) if !s.connecting && s.code().is_none())
+    }
+
     /// Wraps a local I/O error.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -36,7 +36,7 @@ pub enum OnConflict {
 const LOGGED: u64 = 10;
 
 /// The conflicts of a run of pgsub.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Conflicts {
     total: BTreeMap<(String, ConflictKind), Tally>,
     /// Not yet written to `pgsub.conflicts`.

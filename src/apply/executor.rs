@@ -43,6 +43,9 @@ pub enum Kind {
     Delete,
     /// Anything else.
     Other,
+    /// The group's savepoint was taken: what was done before it is kept should the group
+    /// be rolled back to it.
+    Savepoint,
 }
 
 /// How to tell which rows a statement that changed fewer rows than it had found missing.
@@ -138,6 +141,9 @@ enum Job {
     Simple {
         sql: String,
     },
+    Savepoint {
+        replaces: bool,
+    },
     Barrier(oneshot::Sender<std::result::Result<Vec<Outcome>, Failed>>),
 }
 
@@ -190,6 +196,12 @@ impl Executor {
     /// Queues statements without parameters or results.
     pub async fn simple(&self, sql: impl Into<String>) -> Result<()> {
         self.push(Job::Simple { sql: sql.into() }).await
+    }
+
+    /// Queues the group's savepoint (replacing its earlier one, if `replaces`); when
+    /// taken, it shows among the outcomes as [`Kind::Savepoint`].
+    pub async fn savepoint(&self, replaces: bool) -> Result<()> {
+        self.push(Job::Savepoint { replaces }).await
     }
 
     /// Waits until everything queued is done; returns what it did since the last
@@ -287,6 +299,18 @@ async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcom
                 )
             })?;
             Ok(None)
+        }
+        Job::Savepoint { replaces } => {
+            let sql = if replaces {
+                "RELEASE SAVEPOINT pgsub_group; SAVEPOINT pgsub_group"
+            } else {
+                "SAVEPOINT pgsub_group"
+            };
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| SqlError::new("taking the group's savepoint", e))?;
+            Ok(Some(Outcome::new(Kind::Savepoint, 0, "", 0)))
         }
         Job::Barrier(_) => Ok(None),
     }

@@ -129,6 +129,8 @@ pub struct ApplySink {
     spool: Spool,
     /// The streamed transaction whose block is open.
     stream_xid: Option<u32>,
+    /// The counters as they stood at the group's savepoint, once the destination took it.
+    mark: Option<(ApplyStats, Conflicts)>,
 }
 
 impl std::fmt::Debug for ApplySink {
@@ -174,6 +176,7 @@ impl ApplySink {
             conflicts: Conflicts::default(),
             spool,
             stream_xid: None,
+            mark: None,
         }
     }
 
@@ -232,10 +235,43 @@ impl ApplySink {
         let Some((end, commit_ts)) = self.txns.close_group() else {
             return Ok(());
         };
+        self.mark = None;
         self.durability
             .commit(&self.dest.client, end, &commit_ts, &mut self.conflicts)
             .await?;
         self.stats.groups += 1;
+        Ok(())
+    }
+
+    /// The source transaction being received will not be completed (the source failed,
+    /// or pgsub stops): the destination goes back to the group's savepoint, so that the
+    /// complete source transactions before it can still be committed; without one, the
+    /// whole group is rolled back. Either way what is given up is sent again next time.
+    async fn give_up_transaction(&mut self) -> Result<()> {
+        if !self.txns.in_transaction() || self.txns.skipping_transaction() {
+            return Ok(());
+        }
+        self.run = None;
+        let outcomes = self.exec.barrier().await?;
+        if let Ok(outcomes) = outcomes {
+            self.book(outcomes).await?;
+            if let Some((stats, conflicts)) = self.mark.take()
+                && self.txns.rewind()
+            {
+                self.dest
+                    .client
+                    .batch_execute("ROLLBACK TO SAVEPOINT pgsub_group")
+                    .await
+                    .map_err(sql_err("rolling back to the group's savepoint"))?;
+                self.stats = stats;
+                self.conflicts = conflicts;
+                tracing::debug!("the source transaction in progress is given up; the complete ones before it are kept");
+                return Ok(());
+            }
+        }
+        if self.txns.abandon() {
+            let _ = self.dest.client.batch_execute("ROLLBACK").await;
+        }
         Ok(())
     }
 
@@ -245,6 +281,11 @@ impl ApplySink {
                 let begun = self.txns.begin(b.final_lsn);
                 if begun == Begun::Open {
                     self.exec.simple("BEGIN").await?;
+                } else if let Some(replaces) = self.txns.savepoint_due() {
+                    // Runs do not cross the savepoint: what is before it stays before it.
+                    self.flush_run().await?;
+                    self.mark = None;
+                    self.exec.savepoint(replaces).await?;
                 }
             }
             PgOutput::Commit(c) => {
@@ -353,17 +394,19 @@ impl Sink for ApplySink {
     }
 
     async fn make_durable(&mut self, _processed: Lsn) -> Result<Lsn> {
+        // Stopped inside a source transaction: its part is given up (it is sent again
+        // next time), what completed before it is kept.
+        self.give_up_transaction().await?;
         self.flush_everything().await?;
-        if self.txns.in_transaction() {
-            // Stopped inside a source transaction: roll back its uncommitted part; it is
-            // sent again next time.
-            self.run = None;
-            if self.txns.abandon() {
-                let _ = self.exec.barrier().await;
-                let _ = self.dest.client.batch_execute("ROLLBACK").await;
-            }
-        }
         Ok(self.durability.durable())
+    }
+
+    async fn salvage(&mut self) -> Result<()> {
+        self.give_up_transaction().await?;
+        if !self.txns.in_transaction() {
+            self.commit_group().await?;
+        }
+        Ok(())
     }
 
     fn publish_metrics(&self) {

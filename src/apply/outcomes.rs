@@ -11,9 +11,20 @@ impl ApplySink {
             Ok(o) => o,
             Err(f) => return Err(self.failed(f).await),
         };
+        self.book(outcomes).await
+    }
+
+    /// Books what the statements did, in the order they ran. At the group's savepoint,
+    /// the counters as they stand are kept, to go back to should the group be rolled
+    /// back to it.
+    pub(super) async fn book(&mut self, outcomes: Vec<Outcome>) -> Result<()> {
         for o in outcomes {
             let missing = o.missing_count;
             let kind = match o.kind {
+                Kind::Savepoint => {
+                    self.mark = Some((self.stats.clone(), self.conflicts.clone()));
+                    None
+                }
                 Kind::Insert => {
                     self.stats.inserted += o.affected;
                     None

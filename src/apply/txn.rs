@@ -36,6 +36,29 @@ impl Default for GroupLimits {
     }
 }
 
+impl GroupLimits {
+    /// Half the bounds (not below a floor of 16 changes, 64 KiB and 10 ms):
+    /// after the destination connection was lost with a group open, so that on a network
+    /// that keeps cutting connections a group still commits before the next cut.
+    pub fn shrunk(self) -> Self {
+        GroupLimits {
+            changes: (self.changes / 2).max(16),
+            bytes: (self.bytes / 2).max(64 << 10),
+            age: (self.age / 2).max(Duration::from_millis(10)),
+        }
+    }
+
+    /// Twice the bounds, at most the defaults: after a run that did not lose its group.
+    pub fn grown(self) -> Self {
+        let d = GroupLimits::default();
+        GroupLimits {
+            changes: (self.changes * 2).min(d.changes),
+            bytes: (self.bytes * 2).min(d.bytes),
+            age: (self.age * 2).min(d.age),
+        }
+    }
+}
+
 /// The source transaction being received.
 #[derive(Debug, Clone, Copy)]
 struct SourceTxn {
@@ -51,7 +74,19 @@ struct Group {
     bytes: u64,
     /// End of the last source transaction completed in the group, and its commit time.
     last_end: Option<(Lsn, String)>,
+    /// The group's savepoint: the end (and commit time) of the last source transaction
+    /// before it, the group's changes when it was taken, and when.
+    savepoint: Option<((Lsn, String), u64, Instant)>,
 }
+
+/// A savepoint is taken at a source transaction's Begin, inside a group that holds a
+/// complete one, at most this often…
+const SAVEPOINT_EVERY: Duration = Duration::from_millis(10);
+/// … or after this many changes: with the group's age and change bounds, at most about
+/// 60 savepoints per group, below the 64 subtransactions a backend tracks without
+/// overflowing (beyond that, every snapshot on the destination would look subtransactions
+/// up in `pg_subtrans`).
+const SAVEPOINT_CHANGES: u64 = 500;
 
 /// What a Begin means for the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +135,7 @@ impl Transactions {
                 changes: 0,
                 bytes: 0,
                 last_end: None,
+                savepoint: None,
             });
             Begun::Open
         }
@@ -184,6 +220,48 @@ impl Transactions {
         Some(last)
     }
 
+    /// At the Begin of a source transaction in an open group: whether to take a
+    /// savepoint before it, so that a fault in the middle of what follows can keep the
+    /// group's complete source transactions (see [`Transactions::rewind`]). Taken at the
+    /// first such Begin, then every [`SAVEPOINT_EVERY`] or [`SAVEPOINT_CHANGES`]; returns
+    /// `Some(replaces)` (whether it replaces an earlier savepoint) when one is due, and
+    /// records it as taken.
+    pub fn savepoint_due(&mut self) -> Option<bool> {
+        if self.txn.is_some_and(|t| t.skip) {
+            return None;
+        }
+        let g = self.group.as_mut()?;
+        let last = g.last_end.clone()?;
+        let due = match &g.savepoint {
+            None => true,
+            Some((_, changes, at)) => {
+                g.changes - changes >= SAVEPOINT_CHANGES || at.elapsed() >= SAVEPOINT_EVERY
+            }
+        };
+        if !due {
+            return None;
+        }
+        let replaces = g.savepoint.is_some();
+        g.savepoint = Some((last, g.changes, Instant::now()));
+        Some(replaces)
+    }
+
+    /// The source transaction in progress is given up (its source failed, or pgsub was
+    /// told to stop) and the destination rolled back to the group's savepoint: the group
+    /// now ends with the source transaction before the savepoint, and can be committed.
+    /// Returns `false` (and changes nothing) when the group has no savepoint.
+    pub fn rewind(&mut self) -> bool {
+        let Some(g) = self.group.as_mut() else {
+            return false;
+        };
+        let Some((last, _, _)) = g.savepoint.take() else {
+            return false;
+        };
+        g.last_end = Some(last);
+        self.txn = None;
+        true
+    }
+
     /// Forgets the open group and source transaction (rolled back).
     pub fn abandon(&mut self) -> bool {
         self.txn = None;
@@ -235,6 +313,42 @@ mod tests {
         t.commit(Lsn(40), "ts2".into());
         assert_eq!(t.close_group(), Some((Lsn(40), "ts2".into())));
         assert!(!t.group_open());
+    }
+
+    #[test]
+    fn a_group_rewinds_to_its_savepoint_before_a_half_received_transaction() {
+        let mut t = txns(0);
+        assert_eq!(t.begin(Lsn(10)), Begun::Open);
+        assert_eq!(t.savepoint_due(), None, "nothing complete to keep yet");
+        assert!(!t.rewind());
+        t.commit(Lsn(20), "ts1".into());
+        assert_eq!(t.begin(Lsn(30)), Begun::Continue);
+        assert_eq!(t.savepoint_due(), Some(false), "the group's first savepoint");
+        assert_eq!(t.savepoint_due(), None, "not again at once");
+        t.commit(Lsn(40), "ts2".into());
+        assert_eq!(t.begin(Lsn(50)), Begun::Continue);
+        for _ in 0..SAVEPOINT_CHANGES {
+            t.count(1);
+        }
+        assert_eq!(t.savepoint_due(), Some(true), "replaced after enough changes");
+        // The source fails inside the transaction at 50: the group ends at 40.
+        assert!(t.rewind());
+        assert!(!t.in_transaction());
+        assert_eq!(t.close_group(), Some((Lsn(40), "ts2".into())));
+    }
+
+    #[test]
+    fn group_bounds_shrink_to_a_floor_and_grow_back_to_the_defaults() {
+        let mut l = GroupLimits::default();
+        for _ in 0..20 {
+            l = l.shrunk();
+        }
+        assert_eq!((l.changes, l.bytes, l.age), (16, 64 << 10, Duration::from_millis(10)));
+        for _ in 0..20 {
+            l = l.grown();
+        }
+        let d = GroupLimits::default();
+        assert_eq!((l.changes, l.bytes, l.age), (d.changes, d.bytes, d.age));
     }
 
     #[test]

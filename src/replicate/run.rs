@@ -69,6 +69,13 @@ pub trait Sink {
     /// the position that is durable.
     fn make_durable(&mut self, processed: Lsn) -> impl std::future::Future<Output = Result<Lsn>>;
 
+    /// The source connection failed: keep what can be kept (commit the complete units
+    /// handed over, without waiting for them to be durable; nothing can be acknowledged
+    /// any more). The next run starts from what the sink recorded.
+    fn salvage(&mut self) -> impl std::future::Future<Output = Result<()>> {
+        async { Ok(()) }
+    }
+
     /// Publishes the sink's own counters to the metrics registry (called about once a
     /// second when metrics are on).
     fn publish_metrics(&self) {}
@@ -167,7 +174,15 @@ pub async fn run<S: Sink>(
                     break RunEnd::Signal;
                 }
             }
-            ev = conn.next_copy_data() => match ev.map_err(|e| e.with_context(context()))? {
+            ev = conn.next_copy_data() => match ev {
+                Err(e) => {
+                    // The source is gone: what was applied whole is kept for the next run.
+                    if let Err(s) = sink.salvage().await {
+                        tracing::warn!("after the source connection failed, the complete transactions applied could not be committed: {s}");
+                    }
+                    return Err(e.with_context(context()).into());
+                }
+                Ok(ev) => match ev {
                 CopyBothEvent::Data { payload, wire_len } => {
                     last_data = Instant::now();
                     let event = session.on_copy_data(payload.clone(), wire_len)?;
@@ -182,7 +197,7 @@ pub async fn run<S: Sink>(
                     }
                 }
                 CopyBothEvent::End(e) => break RunEnd::ServerEnded(e),
-            },
+            }},
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         let now = Instant::now();

@@ -86,6 +86,32 @@ pub async fn read(client: &Client, name: &str) -> Result<Option<Progress>> {
     }))
 }
 
+/// Makes the destination's WAL durable up to now. The progress just read may have been
+/// committed asynchronously (by a pgsub killed before the destination's next WAL flush,
+/// or handed over from a native subscription's origin), and a destination crash before
+/// that flush would lose it after the source had been told: the progress is acknowledged
+/// only once this returns. One query when the WAL is flushed already; otherwise one
+/// synchronous commit, which flushes everything written before it.
+pub async fn make_durable(client: &Client) -> Result<()> {
+    let behind: bool = client
+        .query_one(
+            "SELECT pg_catalog.pg_current_wal_insert_lsn() > pg_catalog.pg_current_wal_flush_lsn()",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::new("reading the destination's WAL positions", e))?
+        .get(0);
+    if behind {
+        client
+            .batch_execute(
+                "BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_catalog.txid_current(); COMMIT",
+            )
+            .await
+            .map_err(|e| SqlError::new("flushing the destination's WAL past the stored progress", e))?;
+    }
+    Ok(())
+}
+
 /// One row of `pgsub.progress`, for `status` and `verify`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProgressRow {

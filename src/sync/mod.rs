@@ -25,6 +25,9 @@ use schema::SchemaMode;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The first wait before a retry, and the wait again once a run has streamed.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Walsender failures in a row that are retried before pgsub gives up.
 const MAX_STREAM_FAILURES: u32 = 5;
 
@@ -94,26 +97,33 @@ pub async fn run(
         }
     }
     let mut shutdown = shutdown;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = MIN_BACKOFF;
     let mut attempt = 0u32;
     // The walsender failing while streaming is retried (a fresh one may decode what it
     // could not), but not forever when it keeps failing the same way.
     let mut stream_failures = 0u32;
-    // Tables a run stopped for because they joined the publications mid-stream.
-    let mut refreshed = std::collections::HashSet::new();
+    let mut carry = once::Carry::default();
     loop {
         let started = std::time::Instant::now();
-        let result = once::run(opts, out, shutdown.clone(), &refreshed).await;
+        let result = once::run(opts, out, shutdown.clone(), &mut carry).await;
         if let Err(Error::PublicationChanged(relation)) = &result {
             // Not a failure: the next run copies the table, then streams on.
             tracing::info!(table = %relation, "a table joined the publications: starting again to copy it");
-            refreshed.insert(relation.clone());
+            carry.refreshed.insert(relation.clone());
             continue;
         }
+        if carry.streaming {
+            // Streaming had resumed: this failure is news, not a repeat.
+            backoff = MIN_BACKOFF;
+        }
         if started.elapsed() > MAX_BACKOFF {
-            // It ran a good while: this failure is news, not a repeat.
-            backoff = Duration::from_secs(1);
             stream_failures = 0;
+        }
+        if matches!(&result, Err(e) if e.is_destination_lost()) {
+            carry.limits = carry.limits.shrunk();
+            tracing::debug!(limits = ?carry.limits, "the destination connection was lost with a group open: smaller groups for now");
+        } else {
+            carry.limits = carry.limits.grown();
         }
         if let Err(Error::Conn(c)) = &result
             && matches!(**c, crate::conn::ConnError::StreamFailed { .. })
@@ -144,8 +154,8 @@ pub async fn run(
                     return Err(e);
                 }
                 tracing::warn!(
-                    "{e}\n(transient: retrying in {} s; progress is kept on the destination, so nothing is lost or applied twice)",
-                    backoff.as_secs()
+                    "{e}\n(transient: retrying in {:.2} s; progress is kept on the destination, so nothing is lost or applied twice)",
+                    backoff.as_secs_f64()
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

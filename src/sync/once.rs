@@ -107,19 +107,38 @@ async fn plan_tables(
     }
 }
 
-/// Connects, checks, copies what is due and streams until the end of the run. `refreshed`
-/// are the relations a previous run stopped for (they joined mid-stream): they are not
-/// stopped for again.
+/// What the retry loop carries from one run to the next.
+#[derive(Debug, Default)]
+pub struct Carry {
+    /// Tables a run stopped for because they joined the publications while it streamed.
+    pub refreshed: HashSet<String>,
+    /// The bounds of a destination group: smaller after a run lost the destination
+    /// connection, so that a network that keeps cutting connections still lets groups
+    /// commit.
+    pub limits: GroupLimits,
+    /// Set once the run's stream has started.
+    pub streaming: bool,
+}
+
+/// Connects, checks, copies what is due and streams until the end of the run. The
+/// relations of `carry.refreshed` are those a previous run stopped for (they joined
+/// mid-stream): they are not stopped for again.
 pub async fn run(
     opts: &SyncOptions,
     out: &Output,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    refreshed: &std::collections::HashSet<String>,
+    carry: &mut Carry,
 ) -> Result<RunEnd> {
+    carry.streaming = false;
+    let refreshed = &carry.refreshed;
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
     crate::state::setup(&dest.client).await?;
     let stored = progress::read(&dest.client, &name).await?;
+    if stored.is_some() {
+        // It is acknowledged to the source below: it must survive a destination crash.
+        progress::make_durable(&dest.client).await?;
+    }
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
     let (mut conn, options, identify) = (prepared.conn, prepared.options, prepared.identify);
@@ -287,7 +306,7 @@ pub async fn run(
         },
         applied,
         snapshots,
-        GroupLimits::default(),
+        carry.limits,
         ApplyOptions {
             published: Some(known.clone()),
             add_columns: opts.schema == SchemaMode::Create,
@@ -315,6 +334,7 @@ pub async fn run(
         stats_interval: opts.stats_interval,
     })
     .await?;
+    carry.streaming = true;
     // The run stops for a table that joins the publications while it streams: at its
     // first change (the sink sees a relation it does not know), or when the check every
     // --refresh-interval finds it. The next run copies it.

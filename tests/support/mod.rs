@@ -8,6 +8,8 @@ pub mod oracle;
 
 pub mod fake_walsender;
 
+pub mod fault_proxy;
+
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;

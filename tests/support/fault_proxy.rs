@@ -1,0 +1,250 @@
+//! A TCP proxy that injects the faults a real network produces and a real server cannot:
+//! connections cut at a random byte offset (a reset or a clean close), stalls (no bytes
+//! for a while, so that keepalives, `wal_sender_timeout` and pgsub's own timeouts fire),
+//! and delay. Loopback only, seeded (the same seed draws the same offsets for the same
+//! connection order), tokio on a thread of its own so that the synchronous tests can
+//! use it.
+//!
+//! ```text
+//!  pgsub / native subscription ──► 127.0.0.1:<proxy port> ──► 127.0.0.1:<server port>
+//!                                  bytes counted both ways; at the drawn offset: cut or stall
+//! ```
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy does to each new connection (changing it affects later connections).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Cut each connection once this many bytes (both directions together, drawn from
+    /// the range) have passed; `None`: never.
+    pub cut_after: Option<Range<u64>>,
+    /// Of the cuts, how many in a hundred are resets (the rest close cleanly).
+    pub reset_percent: u64,
+    /// Once this many bytes (drawn) have passed, forward nothing for the duration.
+    pub stall: Option<(Range<u64>, Duration)>,
+    /// Delay added to every chunk forwarded, each way.
+    pub delay: Duration,
+}
+
+/// Counts of what the proxy did.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections it cut.
+    pub cuts: AtomicU64,
+    /// Stalls it made.
+    pub stalls: AtomicU64,
+    /// Bytes forwarded.
+    pub bytes: AtomicU64,
+}
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    port: u16,
+    faults: Arc<Mutex<Faults>>,
+    counters: Arc<Counters>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A small deterministic generator (SplitMix64).
+#[derive(Debug, Clone)]
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn within(&mut self, r: &Range<u64>) -> u64 {
+        if r.end <= r.start {
+            return r.start;
+        }
+        r.start + self.next() % (r.end - r.start)
+    }
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `127.0.0.1:upstream_port`.
+    pub fn start(upstream_port: u16, faults: Faults, seed: u64) -> FaultProxy {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        std_listener.set_nonblocking(true).unwrap();
+        let port = std_listener.local_addr().unwrap().port();
+        let faults = Arc::new(Mutex::new(faults));
+        let counters = Arc::new(Counters::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let upstream: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
+        let (f, c) = (faults.clone(), counters.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).unwrap();
+                let mut draw = Draw(seed);
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = accept(listener, upstream, f, c, &mut draw) => {}
+                }
+            });
+        });
+        FaultProxy {
+            port,
+            faults,
+            counters,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `conninfo` with its `port=` pointed at the proxy.
+    pub fn through(&self, conninfo: &str) -> String {
+        conninfo
+            .split(' ')
+            .map(|kv| {
+                if kv.starts_with("port=") {
+                    format!("port={}", self.port)
+                } else {
+                    kv.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Replaces the faults for connections accepted from now on.
+    pub fn set(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    /// What the proxy did so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Connections cut so far.
+    pub fn cuts(&self) -> u64 {
+        self.counters.cuts.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    faults: Arc<Mutex<Faults>>,
+    counters: Arc<Counters>,
+    draw: &mut Draw,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        let f = faults.lock().unwrap().clone();
+        let plan = Plan {
+            cut_at: f.cut_after.as_ref().map(|r| draw.within(r)),
+            reset: draw.next() % 100 < f.reset_percent,
+            stall: f.stall.as_ref().map(|(r, d)| (draw.within(r), *d)),
+            delay: f.delay,
+        };
+        tasks.spawn(relay(client, upstream, plan, counters.clone()));
+    }
+}
+
+/// What happens to one connection.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    cut_at: Option<u64>,
+    reset: bool,
+    stall: Option<(u64, Duration)>,
+    delay: Duration,
+}
+
+async fn relay(mut client: TcpStream, upstream: SocketAddr, plan: Plan, counters: Arc<Counters>) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let mut passed = 0u64;
+    let mut stalled = false;
+    let mut up = vec![0u8; 16 << 10];
+    let mut down = vec![0u8; 16 << 10];
+    loop {
+        let (read, to_server) = tokio::select! {
+            r = client.read(&mut up) => (r, true),
+            r = server.read(&mut down) => (r, false),
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let (buf, to) = if to_server {
+            (&up[..n], &mut server)
+        } else {
+            (&down[..n], &mut client)
+        };
+        let before = passed;
+        passed += n as u64;
+        if let Some((at, how_long)) = plan.stall
+            && !stalled
+            && passed >= at
+        {
+            stalled = true;
+            counters.stalls.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(how_long).await;
+        }
+        if let Some(at) = plan.cut_at
+            && passed >= at
+        {
+            // What comes before the offset goes through; then both sides are cut.
+            let keep = (at.saturating_sub(before) as usize).min(n);
+            let _ = to.write_all(&buf[..keep]).await;
+            if plan.reset {
+                let _ = client.set_zero_linger();
+                let _ = server.set_zero_linger();
+            }
+            counters.cuts.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        if to.write_all(buf).await.is_err() {
+            break;
+        }
+        counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let _ = client.shutdown().await;
+    let _ = server.shutdown().await;
+}
