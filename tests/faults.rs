@@ -105,7 +105,12 @@ fn a_backlog_gets_through_connections_cut_every_few_hundred_kilobytes_on_both_si
         started.elapsed(),
         src_proxy.cuts(),
         dst_proxy.cuts(),
-        out.stderr.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+        out.stderr
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         src_proxy.cuts() >= 5 && dst_proxy.cuts() >= 3,
@@ -121,4 +126,56 @@ fn a_backlog_gets_through_connections_cut_every_few_hundred_kilobytes_on_both_si
     );
     // Each row once, and the same as the source's.
     assert_eq!(contents(d, &db), contents(s, &db));
+}
+
+#[test]
+fn progress_read_at_start_is_acknowledged_only_once_the_destination_flushed_it() {
+    use pgsub_testkit::{Cluster, ClusterOptions};
+    let s = pgsub_testkit::shared();
+    // A destination whose WAL writer flushes an asynchronous commit only after 10 s.
+    let d = Cluster::start(ClusterOptions {
+        extra_conf: vec![
+            "wal_writer_delay = '10s'".into(),
+            "wal_writer_flush_after = '64MB'".into(),
+        ],
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let db = s.create_database("faults_startack").unwrap();
+    sql(&d, "postgres", &format!("CREATE DATABASE {db}"));
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(&d, &db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    let slot = format!("{db}_slot");
+    let args = |extra: &[&str]| sync_args(&s.conninfo(&db), &d.conninfo(&db), "p", &slot, extra);
+    run_args(&args(&["--create-slot", "--until", "caught-up"])).expect_code(0);
+    sql(
+        s,
+        &db,
+        "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g",
+    );
+    // pgsub commits the rows (asynchronously) and dies before it can tell the source.
+    let crashed = run_with(
+        pgsub()
+            .args(args(&["--until", "caught-up"]))
+            .env("PGSUB_FAILPOINT", "apply.after-dest-commit"),
+    );
+    assert!(
+        crashed
+            .stderr
+            .contains("failpoint apply.after-dest-commit reached"),
+        "{}",
+        crashed.stderr
+    );
+    // The next pgsub finds the rows' progress and acknowledges it; then the destination
+    // crashes. Had the progress not been flushed first, the rows would be gone from the
+    // destination while the slot no longer has them.
+    run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    d.kill9_postmaster().unwrap();
+    d.start_again().unwrap();
+    run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    assert_eq!(sql(&d, &db, "SELECT count(*) FROM t"), "100");
 }

@@ -265,7 +265,9 @@ impl ApplySink {
                     .map_err(sql_err("rolling back to the group's savepoint"))?;
                 self.stats = stats;
                 self.conflicts = conflicts;
-                tracing::debug!("the source transaction in progress is given up; the complete ones before it are kept");
+                tracing::debug!(
+                    "the source transaction in progress is given up; the complete ones before it are kept"
+                );
                 return Ok(());
             }
         }

@@ -323,14 +323,22 @@ mod tests {
         assert!(!t.rewind());
         t.commit(Lsn(20), "ts1".into());
         assert_eq!(t.begin(Lsn(30)), Begun::Continue);
-        assert_eq!(t.savepoint_due(), Some(false), "the group's first savepoint");
+        assert_eq!(
+            t.savepoint_due(),
+            Some(false),
+            "the group's first savepoint"
+        );
         assert_eq!(t.savepoint_due(), None, "not again at once");
         t.commit(Lsn(40), "ts2".into());
         assert_eq!(t.begin(Lsn(50)), Begun::Continue);
         for _ in 0..SAVEPOINT_CHANGES {
             t.count(1);
         }
-        assert_eq!(t.savepoint_due(), Some(true), "replaced after enough changes");
+        assert_eq!(
+            t.savepoint_due(),
+            Some(true),
+            "replaced after enough changes"
+        );
         // The source fails inside the transaction at 50: the group ends at 40.
         assert!(t.rewind());
         assert!(!t.in_transaction());
@@ -343,7 +351,10 @@ mod tests {
         for _ in 0..20 {
             l = l.shrunk();
         }
-        assert_eq!((l.changes, l.bytes, l.age), (16, 64 << 10, Duration::from_millis(10)));
+        assert_eq!(
+            (l.changes, l.bytes, l.age),
+            (16, 64 << 10, Duration::from_millis(10))
+        );
         for _ in 0..20 {
             l = l.grown();
         }

@@ -137,7 +137,7 @@ pub async fn run(
     let stored = progress::read(&dest.client, &name).await?;
     if stored.is_some() {
         // It is acknowledged to the source below: it must survive a destination crash.
-        progress::make_durable(&dest.client).await?;
+        progress::make_durable(&dest.client, &name).await?;
     }
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
