@@ -181,7 +181,23 @@ fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart()
     }
     let (s, d, db) = pair("stream_crash");
     sql(s, &db, SCHEMA);
-    let args = |extra: &[&str]| streaming_sync(s, d, &db, extra);
+    let spool = std::env::temp_dir().join(format!("pgsub-test-spool-{db}"));
+    std::fs::create_dir_all(spool.join("not-a-spool")).unwrap();
+    let spool_arg = spool.to_string_lossy().into_owned();
+    let args = |extra: &[&str]| {
+        let mut all = vec!["--spool-dir", spool_arg.as_str()];
+        all.extend_from_slice(extra);
+        streaming_sync(s, d, &db, &all)
+    };
+    let spool_dirs = || {
+        let mut names: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
     run_args(&args(&["--create-slot"])).expect_code(0);
     sql(
         s,
@@ -200,14 +216,22 @@ fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart()
         "0",
         "nothing of it committed"
     );
+    let left = spool_dirs();
+    assert!(
+        left.iter().any(|n| n.starts_with("pgsub-spool-")),
+        "the killed pgsub left its spool behind: {left:?}"
+    );
     eventually(
         "the walsender of the dead pgsub exits",
         Duration::from_secs(20),
         || !slot_active(s, &db, &db),
     );
-    run_args(&args(&[])).expect_code(0);
+    let rerun = run_args(&args(&[])).expect_code(0);
     assert_eq!(sql(d, &db, "SELECT count(*) FROM big"), "20000");
     verify_equal(s, d, &db);
+    // The next start removed the dead one's spool, and only that.
+    assert_eq!(spool_dirs(), ["not-a-spool"], "{}", rerun.stderr);
+    let _ = std::fs::remove_dir_all(&spool);
 }
 
 #[test]

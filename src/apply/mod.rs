@@ -422,5 +422,5 @@ impl Sink for ApplySink {
 
 /// A spool directory of this process under the system's temporary directory.
 fn default_spool_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("pgsub-spool-{}", std::process::id()))
+    std::env::temp_dir().join(spool::dir_name(std::process::id()))
 }

@@ -51,6 +51,57 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
 }
 
+/// The name of the spool directory of process `pid` (under `--spool-dir`, or the system's
+/// temporary directory).
+pub fn dir_name(pid: u32) -> String {
+    format!("pgsub-spool-{pid}")
+}
+
+/// Removes, under `parent`, the spool directories of pgsub processes that are no longer
+/// running (a pgsub killed while it held streamed transactions leaves its directory
+/// behind; the source sends those transactions again). Directories of running processes
+/// are left alone, and so is everything whose name is not a spool directory's. Returns
+/// how many were removed; failures are logged, not fatal.
+pub fn remove_leftovers(parent: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("pgsub-spool-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || process_running(pid) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(dir = %entry.path().display(), "removed the spool directory of a pgsub that is no longer running");
+                removed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(dir = %entry.path().display(), "could not remove the spool directory of a pgsub that is no longer running: {e}");
+            }
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` exists (on Linux, by `/proc`; elsewhere assumed running, so that
+/// nothing of a live process is ever removed).
+fn process_running(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
 impl Spool {
     /// A spool in `dir` (created when first needed, removed on drop).
     pub fn new(dir: PathBuf) -> Self {

@@ -96,6 +96,9 @@ pub async fn run(
             r.add(&crate::output::metrics::RECONNECTS_TOTAL, &[], 0.0);
         }
     }
+    // A pgsub killed while it held streamed transactions left their files behind.
+    let spool_parent = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    crate::apply::spool::remove_leftovers(&spool_parent);
     let mut shutdown = shutdown;
     let mut backoff = MIN_BACKOFF;
     let mut attempt = 0u32;

@@ -316,7 +316,7 @@ pub async fn run(
             spool_dir: opts
                 .spool_dir
                 .as_ref()
-                .map(|dir| dir.join(format!("pgsub-spool-{}", std::process::id()))),
+                .map(|dir| dir.join(crate::apply::spool::dir_name(std::process::id()))),
         },
     );
     let mut started = start::Prepared {
