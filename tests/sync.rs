@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use pgsub_testkit::Cluster;
 use support::*;
 
@@ -443,4 +445,48 @@ fn a_version_1_destination_is_upgraded_in_place_and_a_newer_one_is_refused() {
         rows(d, &db, "SELECT id FROM t ORDER BY id"),
         ["1", "2", "3"]
     );
+}
+
+#[test]
+fn sigterm_while_waiting_for_a_held_slot_stops_at_once_and_cleanly() {
+    let (s, d, db) = pair("sync_sigterm_wait");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(d, &db, "CREATE TABLE t (id int PRIMARY KEY)");
+    create_slot(s, &db, &db);
+    // Another consumer holds the slot: sync waits for it (up to --slot-wait).
+    let holder = start(pgsub().args([
+        "decode",
+        "--source",
+        &s.conninfo(&db),
+        "--publication",
+        "p",
+        "--slot",
+        &db,
+    ]));
+    eventually("the slot is held", Duration::from_secs(30), || {
+        slot_active(s, &db, &db)
+    });
+    let waiting = start(pgsub().args(sync_args(
+        &s.conninfo(&db),
+        &d.conninfo(&db),
+        "p",
+        &db,
+        &["--slot-wait", "120"],
+    )));
+    std::thread::sleep(Duration::from_secs(2));
+    terminate(&waiting);
+    // Well before --slot-wait runs out (else `wait` gives up and fails the test).
+    let out = wait(waiting, Duration::from_secs(20)).expect_code(0);
+    assert!(
+        out.stderr
+            .contains("stopped by a signal before streaming began"),
+        "{}",
+        out.stderr
+    );
+    terminate(&holder);
+    wait(holder, Duration::from_secs(20));
 }

@@ -108,14 +108,24 @@ pub async fn run(
     let mut carry = once::Carry::default();
     loop {
         let started = std::time::Instant::now();
-        let result = once::run(opts, out, shutdown.clone(), &mut carry).await;
+        let streaming = carry.streaming.clone();
+        let result = tokio::select! {
+            r = once::run(opts, out, shutdown.clone(), &mut carry) => r,
+            () = stopped_before_streaming(shutdown.clone(), streaming) => {
+                // Connecting, checking, waiting for the slot or copying: all of it is done
+                // again by the next start (a copy is committed with its table's mark or
+                // not at all), so stopping here loses nothing.
+                tracing::info!("stopped by a signal before streaming began");
+                return Ok(());
+            }
+        };
         if let Err(Error::PublicationChanged(relation)) = &result {
             // Not a failure: the next run copies the table, then streams on.
             tracing::info!(table = %relation, "a table joined the publications: starting again to copy it");
             carry.refreshed.insert(relation.clone());
             continue;
         }
-        if carry.streaming {
+        if carry.streaming.load(std::sync::atomic::Ordering::Relaxed) {
             // Streaming had resumed: this failure is news, not a repeat.
             backoff = MIN_BACKOFF;
         }
@@ -171,6 +181,23 @@ pub async fn run(
                 }
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Returns once a shutdown is asked for while the run has not begun streaming (once it
+/// streams, the run stops itself cleanly: it commits or rolls back what is in flight and
+/// tells the source).
+async fn stopped_before_streaming(
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    streaming: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        if *shutdown.borrow_and_update() && !streaming.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

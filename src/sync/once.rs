@@ -116,8 +116,9 @@ pub struct Carry {
     /// connection, so that a network that keeps cutting connections still lets groups
     /// commit.
     pub limits: GroupLimits,
-    /// Set once the run's stream has started.
-    pub streaming: bool,
+    /// Set once the run's stream has started (a shutdown before that stops the run at
+    /// once, since all it did until then can be done again).
+    pub streaming: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Connects, checks, copies what is due and streams until the end of the run. The
@@ -129,7 +130,9 @@ pub async fn run(
     shutdown: tokio::sync::watch::Receiver<bool>,
     carry: &mut Carry,
 ) -> Result<RunEnd> {
-    carry.streaming = false;
+    carry
+        .streaming
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let refreshed = &carry.refreshed;
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
@@ -334,7 +337,9 @@ pub async fn run(
         stats_interval: opts.stats_interval,
     })
     .await?;
-    carry.streaming = true;
+    carry
+        .streaming
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     // The run stops for a table that joins the publications while it streams: at its
     // first change (the sink sees a relation it does not know), or when the check every
     // --refresh-interval finds it. The next run copies it.

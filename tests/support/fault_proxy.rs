@@ -51,8 +51,17 @@ pub struct FaultProxy {
     port: u16,
     faults: Arc<Mutex<Faults>>,
     counters: Arc<Counters>,
+    now: tokio::sync::watch::Sender<Now>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A fault for the connections open now: the `cut`th cut, or a stall until an instant.
+#[derive(Debug, Clone, Copy, Default)]
+struct Now {
+    cut: u64,
+    reset: bool,
+    stall_until: Option<tokio::time::Instant>,
 }
 
 /// A small deterministic generator (SplitMix64).
@@ -86,6 +95,7 @@ impl FaultProxy {
         let counters = Arc::new(Counters::default());
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let upstream: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
+        let (now, now_rx) = tokio::sync::watch::channel(Now::default());
         let (f, c) = (faults.clone(), counters.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -97,7 +107,7 @@ impl FaultProxy {
                 let mut draw = Draw(seed);
                 tokio::select! {
                     _ = stopped => {}
-                    _ = accept(listener, upstream, f, c, &mut draw) => {}
+                    _ = accept(listener, upstream, f, c, now_rx, &mut draw) => {}
                 }
             });
         });
@@ -105,6 +115,7 @@ impl FaultProxy {
             port,
             faults,
             counters,
+            now,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -140,6 +151,21 @@ impl FaultProxy {
         &self.counters
     }
 
+    /// Cuts every connection open now (a reset, or a clean close).
+    pub fn cut_now(&self, reset: bool) {
+        self.now.send_modify(|n| {
+            n.cut += 1;
+            n.reset = reset;
+        });
+    }
+
+    /// Forwards nothing on the connections open now for `how_long`.
+    pub fn stall_now(&self, how_long: Duration) {
+        self.now.send_modify(|n| {
+            n.stall_until = Some(tokio::time::Instant::now() + how_long);
+        });
+    }
+
     /// Connections cut so far.
     pub fn cuts(&self) -> u64 {
         self.counters.cuts.load(Ordering::Relaxed)
@@ -162,6 +188,7 @@ async fn accept(
     upstream: SocketAddr,
     faults: Arc<Mutex<Faults>>,
     counters: Arc<Counters>,
+    now: tokio::sync::watch::Receiver<Now>,
     draw: &mut Draw,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -177,7 +204,9 @@ async fn accept(
             stall: f.stall.as_ref().map(|(r, d)| (draw.within(r), *d)),
             delay: f.delay,
         };
-        tasks.spawn(relay(client, upstream, plan, counters.clone()));
+        let mut now = now.clone();
+        now.mark_unchanged();
+        tasks.spawn(relay(client, upstream, plan, counters.clone(), now));
     }
 }
 
@@ -190,7 +219,13 @@ struct Plan {
     delay: Duration,
 }
 
-async fn relay(mut client: TcpStream, upstream: SocketAddr, plan: Plan, counters: Arc<Counters>) {
+async fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    plan: Plan,
+    counters: Arc<Counters>,
+    mut now: tokio::sync::watch::Receiver<Now>,
+) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -200,10 +235,30 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, plan: Plan, counters
     let mut stalled = false;
     let mut up = vec![0u8; 16 << 10];
     let mut down = vec![0u8; 16 << 10];
+    let cuts_seen = now.borrow().cut;
     loop {
         let (read, to_server) = tokio::select! {
             r = client.read(&mut up) => (r, true),
             r = server.read(&mut down) => (r, false),
+            changed = now.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let n = *now.borrow_and_update();
+                if n.cut != cuts_seen {
+                    if n.reset {
+                        let _ = client.set_zero_linger();
+                        let _ = server.set_zero_linger();
+                    }
+                    counters.cuts.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if let Some(until) = n.stall_until {
+                    counters.stalls.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep_until(until).await;
+                }
+                continue;
+            }
         };
         let n = match read {
             Ok(0) | Err(_) => break,
