@@ -160,6 +160,24 @@ impl Error {
         }
     }
 
+    /// A first connection that reached the server and was told to come back later: it is
+    /// starting up or shutting down (57P03), or has no connection slot free (53300). Worth
+    /// retrying even at the very start, unlike a server that cannot be reached at all
+    /// (more likely a wrong address).
+    pub fn is_server_busy(&self) -> bool {
+        let code = match self {
+            Error::Startup(c) => c.code(),
+            Error::Sql(s) if s.connecting => s.code(),
+            _ => None,
+        };
+        matches!(
+            code,
+            Some(
+                crate::pg::sqlstate::CANNOT_CONNECT_NOW | crate::pg::sqlstate::TOO_MANY_CONNECTIONS
+            )
+        )
+    }
+
     /// The destination connection failed while in use (no server error: the connection
     /// was cut, reset or closed).
     pub fn is_destination_lost(&self) -> bool {

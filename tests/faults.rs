@@ -179,3 +179,44 @@ fn progress_read_at_start_is_acknowledged_only_once_the_destination_flushed_it()
     run_args(&args(&["--until", "caught-up"])).expect_code(0);
     assert_eq!(sql(&d, &db, "SELECT count(*) FROM t"), "100");
 }
+
+#[test]
+fn the_fault_proxy_cuts_and_stalls_the_connections_open_now() {
+    let s = pgsub_testkit::shared();
+    let proxy = FaultProxy::start(s.port(), Faults::default(), 1);
+    let conninfo = proxy.through(&s.conninfo("postgres"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        client.simple_query("SELECT 1").await.unwrap();
+        proxy.stall_now(Duration::from_millis(300));
+        client.simple_query("SELECT 2").await.unwrap();
+        assert_eq!(
+            proxy
+                .counters()
+                .stalls
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        proxy.cut_now(true);
+        assert!(
+            client.simple_query("SELECT 3").await.is_err(),
+            "the connection was cut"
+        );
+        let _ = conn.await;
+        assert_eq!(proxy.cuts(), 1);
+        // A connection made afterwards is not cut by that earlier cut.
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.simple_query("SELECT 4").await.unwrap();
+        assert_eq!(proxy.cuts(), 1);
+    });
+}

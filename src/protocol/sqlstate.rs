@@ -31,6 +31,8 @@ pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// too_many_connections
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// The server is starting up, shutting down or in recovery: `cannot_connect_now`.
+pub const CANNOT_CONNECT_NOW: &str = "57P03";
 /// feature_not_supported
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// configuration_limit_exceeded (max_replication_slots reached)

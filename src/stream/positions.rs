@@ -17,6 +17,8 @@
 //! commit or abort), and only once everything completed before it is applied. The
 //! invariants `acknowledged ≤ acknowledgeable ≤ received` and "positions never go
 //! backwards" are checked on every step; a violation is an error, never silently fixed.
+//! (A keepalive's `wal_end` is the server's to move back at a stream's start, and is
+//! taken as sent: see [`Positions::on_keepalive`].)
 
 use crate::lsn::Lsn;
 
@@ -88,12 +90,16 @@ impl Positions {
 
     /// Records a keepalive. Its `wal_end` becomes a candidate for acknowledgement when
     /// no transaction is open.
+    ///
+    /// A keepalive's `wal_end` may go backwards at the start of a stream: a logical
+    /// walsender's `sentPtr` starts at the slot's `confirmed_flush`, and its first
+    /// keepalive says so, but decoding starts again at the slot's `restart_lsn`, further
+    /// back, and `sentPtr` follows the records read from there (seen after a source
+    /// restart). That is the server's way, not a broken stream: the lower value is taken
+    /// as it is (what was acknowledged never moves back).
     pub fn on_keepalive(&mut self, wal_end: Lsn) -> Result<(), InvariantViolation> {
         if wal_end < self.last_keepalive {
-            return Err(InvariantViolation(format!(
-                "keepalive wal_end went backwards from {} to {wal_end}",
-                self.last_keepalive
-            )));
+            tracing::debug!(from = %self.last_keepalive, to = %wal_end, "keepalive wal_end went back (decoding restarted from the slot's restart_lsn)");
         }
         self.last_keepalive = wal_end;
         self.received = self.received.max(wal_end);
@@ -233,12 +239,28 @@ mod tests {
     }
 
     #[test]
-    fn keepalive_and_commit_positions_must_not_go_backwards() {
+    fn commit_positions_must_not_go_backwards() {
         let mut p = Positions::new(Lsn(0));
-        p.on_keepalive(Lsn(500)).unwrap();
-        assert!(p.on_keepalive(Lsn(400)).is_err());
         p.on_unit_end(Lsn(600)).unwrap();
         assert!(p.on_unit_end(Lsn(550)).is_err());
+    }
+
+    #[test]
+    fn a_keepalive_behind_an_earlier_one_at_a_streams_start_is_taken_and_nothing_moves_back() {
+        // The walsender's first keepalive carries the slot's confirmed_flush (500), the
+        // next ones the records it reads again from the slot's restart_lsn (400).
+        let mut p = Positions::new(Lsn(500));
+        p.on_keepalive(Lsn(500)).unwrap();
+        p.on_acknowledged(Lsn(500)).unwrap();
+        p.on_keepalive(Lsn(400)).unwrap();
+        assert_eq!(p.last_keepalive(), Lsn(400));
+        assert_eq!(
+            p.acknowledgeable(),
+            Lsn(500),
+            "never below what was acknowledged"
+        );
+        p.on_keepalive(Lsn(700)).unwrap();
+        assert_eq!(p.acknowledgeable(), Lsn(700));
     }
 
     #[test]

@@ -25,6 +25,10 @@ use schema::SchemaMode;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Connection failures retried before any run got past connecting (a server that
+/// cannot be reached at all is more likely a wrong address than a passing fault).
+const FIRST_CONNECT_RETRIES: u32 = 3;
+
 /// The first wait before a retry, and the wait again once a run has streamed.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -101,7 +105,11 @@ pub async fn run(
     crate::apply::spool::remove_leftovers(&spool_parent);
     let mut shutdown = shutdown;
     let mut backoff = MIN_BACKOFF;
-    let mut attempt = 0u32;
+    // A run got past connecting: the servers were reachable, and will probably be again.
+    let mut reached = false;
+    // Connection failures before that: a connection cut during the very first handshake
+    // is retried a few times, an address that never answers is reported.
+    let mut first_failures = 0u32;
     // The walsender failing while streaming is retried (a fresh one may decode what it
     // could not), but not forever when it keeps failing the same way.
     let mut stream_failures = 0u32;
@@ -160,9 +168,21 @@ pub async fn run(
         };
         match result {
             Ok(()) => return Ok(()),
-            // The very first connection failing is a setup problem to report; after a
-            // start, a server that was reachable will probably be again.
-            Err(e) if attempt > 0 || !e.is_connecting() => {
+            // Connecting failing before any run got past it is a setup problem to report,
+            // unless the server answered that it is starting, stopping or full, or the
+            // connection was cut (retried a few times).
+            Err(e)
+                if reached
+                    || !e.is_connecting()
+                    || e.is_server_busy()
+                    || (first_failures < FIRST_CONNECT_RETRIES
+                        && e.is_retryable_once_started()) =>
+            {
+                if e.is_connecting() && !reached {
+                    first_failures += 1;
+                } else {
+                    reached = true;
+                }
                 if !e.is_retryable_once_started() || *shutdown.borrow() {
                     return Err(e);
                 }
@@ -175,7 +195,6 @@ pub async fn run(
                     _ = shutdown.changed() => return Ok(()),
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                attempt += 1;
                 if let Some(r) = crate::output::metrics::registry() {
                     r.add(&crate::output::metrics::RECONNECTS_TOTAL, &[], 1.0);
                 }

@@ -303,7 +303,9 @@ fn run_seed(seed: u64) -> Outcome {
     // Both stop and start again from what they confirmed, before catching up.
     let stopped = oracle::stop(background);
     twin.restart_native();
-    let (native, last) = twin.catch_up();
+    // The stop may have come while the background run was still creating its slot (a
+    // stop before streaming ends at once): the last run creates it then.
+    let (native, last) = twin.catch_up_with(&["--create-slot"]);
     let (n_diff, p_diff) = rt.block_on(compare_all(&twin, &schema));
     let native = match native {
         Native::Failed(e) => Err(e),

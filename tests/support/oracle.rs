@@ -255,8 +255,15 @@ impl Twin {
     /// Waits for the native subscription to catch up with the source's current
     /// position (or to fail), and runs `pgsub sync --until caught-up`.
     pub fn catch_up(&self) -> (Native, Run) {
+        self.catch_up_with(&[])
+    }
+
+    /// [`Twin::catch_up`] with more options for pgsub's run.
+    pub fn catch_up_with(&self, extra: &[&str]) -> (Native, Run) {
         let target = current_wal(self.src, &self.db);
-        let pgsub = run_args(&self.sync_args(&["--until", "caught-up"]));
+        let mut args = vec!["--until", "caught-up"];
+        args.extend_from_slice(extra);
+        let pgsub = run_args(&self.sync_args(&args));
         (self.wait_native(target), pgsub)
     }
 
