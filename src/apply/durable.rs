@@ -40,6 +40,15 @@ fn sql_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error
     move |e| Error::from(SqlError::new(context, e))
 }
 
+/// How a group commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupCommit {
+    /// As the built-in worker does: the destination's WAL writer flushes it soon after.
+    Asynchronous,
+    /// Flushed before the commit returns (the last one of a run).
+    Synchronous,
+}
+
 /// Committed groups waiting for the destination's flush, and what is durable.
 #[derive(Debug)]
 pub struct Durability {
@@ -90,6 +99,7 @@ impl Durability {
         end: Lsn,
         commit_ts: &str,
         conflicts: &mut Conflicts,
+        how: GroupCommit,
     ) -> Result<()> {
         let end_text = end.to_string();
         client
@@ -111,10 +121,15 @@ impl Durability {
             conflicts.unsave(unsaved);
             return Err(e);
         }
-        let rows = match client
-            .simple_query("COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text")
-            .await
-        {
+        let commit = match how {
+            GroupCommit::Asynchronous => {
+                "COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
+            }
+            GroupCommit::Synchronous => {
+                "SET LOCAL synchronous_commit = on; COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
+            }
+        };
+        let rows = match client.simple_query(commit).await {
             Ok(rows) => rows,
             Err(e) => {
                 conflicts.unsave(unsaved);

@@ -79,8 +79,8 @@ use crate::stream::relations::{OidMap, RelationCache};
 use crate::stream::{Event, Session};
 use batch::{MAX_RUN_ROWS, Run, RunKind, fingerprint};
 use conflicts::{ConflictKind, Conflicts, OnConflict};
-use durable::Durability;
 pub use durable::Subscription;
+use durable::{Durability, GroupCommit};
 use executor::{Check, Executor, Failed, Kind, Outcome, Params, Probe};
 use rows::UpdateImage;
 use spool::Spool;
@@ -230,17 +230,25 @@ impl ApplySink {
     /// Commits the open group, when it holds complete source transactions and none is
     /// half received.
     async fn commit_group(&mut self) -> Result<()> {
+        self.commit_group_as(GroupCommit::Asynchronous)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`ApplySink::commit_group`], synchronously or not; returns whether a group was
+    /// committed.
+    async fn commit_group_as(&mut self, how: GroupCommit) -> Result<bool> {
         self.flush_run().await?;
         self.settle().await?;
         let Some((end, commit_ts)) = self.txns.close_group() else {
-            return Ok(());
+            return Ok(false);
         };
         self.mark = None;
         self.durability
-            .commit(&self.dest.client, end, &commit_ts, &mut self.conflicts)
+            .commit(&self.dest.client, end, &commit_ts, &mut self.conflicts, how)
             .await?;
         self.stats.groups += 1;
-        Ok(())
+        Ok(true)
     }
 
     /// The source transaction being received will not be completed (the source failed,
@@ -345,10 +353,15 @@ impl ApplySink {
         Ok(())
     }
 
-    /// Commits what is open and waits until the destination has flushed it.
+    /// Commits what is open and waits until the destination has flushed it. The last
+    /// commit is synchronous (it flushes everything before it too), rather than waiting
+    /// for the destination's WAL writer: a run that ends is durable at once.
     async fn flush_everything(&mut self) -> Result<()> {
-        if !self.txns.in_transaction() {
-            self.commit_group().await?;
+        let committed =
+            !self.txns.in_transaction() && self.commit_group_as(GroupCommit::Synchronous).await?;
+        if !committed && !self.txns.group_open() && self.durability.waiting() {
+            let name = self.durability.subscription().name.clone();
+            crate::state::progress::make_durable(&self.dest.client, &name).await?;
         }
         while self.durability.waiting() {
             self.durability.check(&self.dest.client).await?;

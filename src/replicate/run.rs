@@ -145,7 +145,9 @@ pub async fn run<S: Sink>(
     );
     let mut processed = session.positions().applied();
     let mut last_data = Instant::now();
-    let ping_after = Duration::from_millis(250);
+    // Waiting for a target with nothing arriving, ask for a keepalive soon: its wal_end
+    // is what says the target is reached.
+    let ping_after = Duration::from_millis(50);
     let mut last_ping = Instant::now();
     let mut stats = Stats::new(session);
     let mut metrics_at = Instant::now();
