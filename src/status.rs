@@ -305,3 +305,12 @@ fn pgsub(
         publications: p.publications,
     }
 }
+
+/// `yes`, `no`, or `-` where the server does not say (a column of an older version).
+pub fn yes_no(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
+}

@@ -490,3 +490,94 @@ fn sigterm_while_waiting_for_a_held_slot_stops_at_once_and_cleanly() {
     terminate(&holder);
     wait(holder, Duration::from_secs(20));
 }
+
+#[test]
+fn failover_slots_are_created_or_made_so_on_17_and_later_and_refused_before() {
+    let s = major_cluster(18);
+    let d = dest_cluster();
+    let db = s.create_database("failover18").unwrap();
+    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1); CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(d, &db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let failover = |slot: &str| {
+        sql(
+            s,
+            &db,
+            &format!("SELECT failover FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+        )
+    };
+    let slot = format!("{db}_a");
+    run_args(&sync_args(
+        &s.conninfo(&db),
+        &d.conninfo(&db),
+        "p",
+        &slot,
+        &["--create-slot", "--failover", "--until", "caught-up"],
+    ))
+    .expect_code(0);
+    assert_eq!(failover(&slot), "t");
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM t"), "1");
+    // `slot list` and `status` say so.
+    let list = run(&[
+        "slot",
+        "list",
+        "--source",
+        &s.conninfo(&db),
+        "--format",
+        "json",
+    ])
+    .expect_code(0);
+    let mine: Vec<_> = list
+        .json()
+        .into_iter()
+        .filter(|v| v["slot_name"] == slot.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{}", list.stdout);
+    assert_eq!(mine[0]["failover"], true, "{}", list.stdout);
+    let status = run(&["status", "--source", &s.conninfo(&db)]).expect_code(0);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains(&slot))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains(" yes "), "{}", status.stdout);
+    // A slot made without it becomes one when sync is run with --failover.
+    let other = format!("{db}_b");
+    create_slot(s, &db, &other);
+    assert_eq!(failover(&other), "f");
+    run_args(&sync_args(
+        &s.conninfo(&db),
+        &d.conninfo(&db),
+        "p",
+        &other,
+        &["--failover", "--no-copy-data", "--until", "caught-up"],
+    ))
+    .expect_code(0);
+    assert_eq!(failover(&other), "t");
+    // Before 17 there are no failover slots: said at once, exit 2.
+    let (s15, d15, db15) = pair("failover15");
+    sql(
+        s15,
+        &db15,
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(d15, &db15, "CREATE TABLE t (id int PRIMARY KEY)");
+    let refused = run_args(&sync_args(
+        &s15.conninfo(&db15),
+        &d15.conninfo(&db15),
+        "p",
+        &db15,
+        &["--create-slot", "--failover", "--until", "caught-up"],
+    ));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--failover needs PostgreSQL 17"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -318,6 +318,9 @@ pub struct SyncArgs {
     /// Seconds between looks for tables that joined the publications (ALTER PUBLICATION … ADD TABLE, a new table under FOR ALL TABLES or TABLES IN SCHEMA); such a table is copied, then streamed, while the others wait. A table is also found at start and at its first change; 0 for only those.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub refresh_interval: u64,
+    /// Create the slot as a failover slot (PostgreSQL 17+): with sync_replication_slots on a physical standby of the source, the slot is kept there, and replication goes on from the standby after a failover. An existing slot is made one (ALTER_REPLICATION_SLOT).
+    #[arg(long)]
+    pub failover: bool,
 }
 
 impl SyncArgs {
@@ -534,6 +537,9 @@ pub struct SlotCreateArgs {
     /// Enable two-phase decoding on the slot (PostgreSQL 15+).
     #[arg(long)]
     pub two_phase: bool,
+    /// A failover slot (PostgreSQL 17+): kept on standbys that run with sync_replication_slots, so that replication survives a failover of the source.
+    #[arg(long)]
+    pub failover: bool,
 }
 
 /// `pgsub slot drop`.

@@ -88,7 +88,10 @@ pub(crate) async fn start_stream(
         &crate::source::SlotRequest {
             name: args.slot.clone(),
             create: args.create_slot,
-            two_phase: args.two_phase,
+            features: crate::conn::replication::SlotFeatures {
+                two_phase: args.two_phase,
+                failover: false,
+            },
             wait: Duration::from_secs(args.slot_wait),
         },
     )

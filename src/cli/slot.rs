@@ -5,7 +5,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::args::{Cli, Format, SlotCreateArgs, SlotDropArgs, SlotListArgs};
-use crate::conn::replication::SnapshotAction;
+use crate::conn::replication::{SlotFeatures, SnapshotAction};
 use crate::error::{Error, Result};
 use crate::source::{self, slots};
 
@@ -36,8 +36,17 @@ pub(crate) async fn create(cli: &Cli, args: &SlotCreateArgs) -> Result<()> {
             "--two-phase needs PostgreSQL 15 or newer on the source".into(),
         ));
     }
+    crate::source::check_failover(&conn, args.failover)?;
     let created = conn
-        .create_replication_slot(&args.slot, false, SnapshotAction::Nothing, args.two_phase)
+        .create_replication_slot(
+            &args.slot,
+            false,
+            SnapshotAction::Nothing,
+            SlotFeatures {
+                two_phase: args.two_phase,
+                failover: args.failover,
+            },
+        )
         .await?;
     conn.close().await;
     match cli.format {
@@ -46,6 +55,7 @@ pub(crate) async fn create(cli: &Cli, args: &SlotCreateArgs) -> Result<()> {
             "consistent_point": created.consistent_point,
             "output_plugin": created.output_plugin,
             "two_phase": args.two_phase,
+            "failover": args.failover,
         })),
         Format::Text => {
             println!(
@@ -121,7 +131,7 @@ pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<24} {:<9} {:<10} {:<12} {:<8} {:<14} {:<14} {:<10} {:>14}",
+                "{:<24} {:<9} {:<10} {:<12} {:<8} {:<14} {:<14} {:<10} {:<8} {:>14}",
                 "slot",
                 "type",
                 "plugin",
@@ -130,11 +140,12 @@ pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
                 "restart_lsn",
                 "confirmed",
                 "wal_status",
+                "failover",
                 "retained"
             );
             for s in &all {
                 println!(
-                    "{:<24} {:<9} {:<10} {:<12} {:<8} {:<14} {:<14} {:<10} {:>14}",
+                    "{:<24} {:<9} {:<10} {:<12} {:<8} {:<14} {:<14} {:<10} {:<8} {:>14}",
                     s.slot_name,
                     s.slot_type,
                     s.plugin.as_deref().unwrap_or("-"),
@@ -148,6 +159,7 @@ pub(crate) async fn list(cli: &Cli, args: &SlotListArgs) -> Result<()> {
                     s.confirmed_flush_lsn
                         .map_or_else(|| "-".into(), |l| l.to_string()),
                     s.wal_status.as_deref().unwrap_or("-"),
+                    crate::status::yes_no(s.failover),
                     s.retained_bytes
                         .map_or_else(|| "-".into(), |b| b.to_string()),
                 );

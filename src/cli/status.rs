@@ -33,7 +33,7 @@ fn text(s: &Status) -> String {
     } else {
         let _ = writeln!(
             o,
-            "  {:<24} {:<10} {:<8} {:<14} {:<14} {:>14} {:>14} {:<10} since",
+            "  {:<24} {:<10} {:<8} {:<14} {:<14} {:>14} {:>14} {:<10} {:<8} since",
             "slot",
             "plugin",
             "active",
@@ -41,13 +41,14 @@ fn text(s: &Status) -> String {
             "restart_lsn",
             "lag bytes",
             "retained",
-            "wal_status"
+            "wal_status",
+            "failover"
         );
         for slot in &s.slots {
             let i = &slot.info;
             let _ = writeln!(
                 o,
-                "  {:<24} {:<10} {:<8} {:<14} {:<14} {:>14} {:>14} {:<10} {}",
+                "  {:<24} {:<10} {:<8} {:<14} {:<14} {:>14} {:>14} {:<10} {:<8} {}",
                 i.slot_name,
                 i.plugin.as_deref().unwrap_or("-"),
                 match (i.active, i.active_pid) {
@@ -60,6 +61,7 @@ fn text(s: &Status) -> String {
                 bytes(slot.lag_bytes),
                 bytes(i.retained_bytes),
                 i.wal_status.as_deref().unwrap_or("-"),
+                crate::status::yes_no(i.failover),
                 slot.since.as_deref().unwrap_or("-"),
             );
         }

@@ -28,6 +28,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         spool_dir: args.spool_dir.clone(),
         on_conflict: args.on_conflict.into(),
         refresh_interval: Duration::from_secs(args.refresh_interval),
+        failover: args.failover,
         progress_bars: {
             use std::io::IsTerminal;
             std::io::stderr().is_terminal() && !out.quiet && !out.log_json

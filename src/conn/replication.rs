@@ -57,13 +57,23 @@ pub struct CreatedSlot {
     pub output_plugin: Option<String>,
 }
 
+/// What a new slot does beyond decoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotFeatures {
+    /// Decode prepared transactions at their PREPARE (15+).
+    pub two_phase: bool,
+    /// Synchronized to standbys (`sync_replication_slots`), so that it survives a failover
+    /// of the source (17+).
+    pub failover: bool,
+}
+
 /// The text of `CREATE_REPLICATION_SLOT` for a server of `server_version_num`.
 pub fn create_slot_command(
     server_version_num: u32,
     slot: &str,
     temporary: bool,
     snapshot: SnapshotAction,
-    two_phase: bool,
+    features: SlotFeatures,
 ) -> String {
     let temp = if temporary { " TEMPORARY" } else { "" };
     let slot = escape_identifier(slot);
@@ -73,8 +83,11 @@ pub fn create_slot_command(
             SnapshotAction::Use => "SNAPSHOT 'use'",
             SnapshotAction::Nothing => "SNAPSHOT 'nothing'",
         }];
-        if two_phase {
+        if features.two_phase {
             opts.push("TWO_PHASE");
+        }
+        if features.failover && server_version_num >= 170000 {
+            opts.push("FAILOVER");
         }
         format!(
             "CREATE_REPLICATION_SLOT {slot}{temp} LOGICAL pgoutput ({})",
@@ -155,14 +168,14 @@ impl Connection {
         slot: &str,
         temporary: bool,
         snapshot: SnapshotAction,
-        two_phase: bool,
+        features: SlotFeatures,
     ) -> Result<CreatedSlot, ConnError> {
         let cmd = create_slot_command(
             self.server_version_num(),
             slot,
             temporary,
             snapshot,
-            two_phase,
+            features,
         );
         let rows = self.simple_query(&cmd).await?;
         let row = rows.first().ok_or_else(|| ConnError::Unexpected {
@@ -321,23 +334,70 @@ mod tests {
     #[test]
     fn create_slot_uses_parenthesized_options_from_15() {
         assert_eq!(
-            create_slot_command(150018, "pgsub", false, SnapshotAction::Export, true),
+            create_slot_command(
+                150018,
+                "pgsub",
+                false,
+                SnapshotAction::Export,
+                SlotFeatures {
+                    two_phase: true,
+                    failover: false
+                }
+            ),
             r#"CREATE_REPLICATION_SLOT "pgsub" LOGICAL pgoutput (SNAPSHOT 'export', TWO_PHASE)"#
         );
         assert_eq!(
-            create_slot_command(180000, "s1", true, SnapshotAction::Nothing, false),
+            create_slot_command(
+                180000,
+                "s1",
+                true,
+                SnapshotAction::Nothing,
+                SlotFeatures::default()
+            ),
             r#"CREATE_REPLICATION_SLOT "s1" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')"#
+        );
+    }
+
+    #[test]
+    fn failover_is_asked_for_from_17() {
+        let failover = SlotFeatures {
+            two_phase: false,
+            failover: true,
+        };
+        assert_eq!(
+            create_slot_command(170004, "s", false, SnapshotAction::Export, failover),
+            r#"CREATE_REPLICATION_SLOT "s" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)"#
+        );
+        assert!(
+            !create_slot_command(160008, "s", false, SnapshotAction::Export, failover)
+                .contains("FAILOVER"),
+            "refused before it is sent, never sent to a server that does not know it"
         );
     }
 
     #[test]
     fn create_slot_uses_keywords_before_15() {
         assert_eq!(
-            create_slot_command(140013, "pgsub", false, SnapshotAction::Nothing, false),
+            create_slot_command(
+                140013,
+                "pgsub",
+                false,
+                SnapshotAction::Nothing,
+                SlotFeatures {
+                    two_phase: false,
+                    failover: true
+                }
+            ),
             r#"CREATE_REPLICATION_SLOT "pgsub" LOGICAL pgoutput NOEXPORT_SNAPSHOT"#
         );
         assert_eq!(
-            create_slot_command(100023, "pgsub", true, SnapshotAction::Use, false),
+            create_slot_command(
+                100023,
+                "pgsub",
+                true,
+                SnapshotAction::Use,
+                SlotFeatures::default()
+            ),
             r#"CREATE_REPLICATION_SLOT "pgsub" TEMPORARY LOGICAL pgoutput USE_SNAPSHOT"#
         );
     }

@@ -105,7 +105,8 @@ pub fn max_proto_version(server_version_num: u32) -> u32 {
     }
 }
 
-fn version_text(num: u32) -> String {
+/// `server_version_num` as a version: `150018` is `15.18`.
+pub fn version_text(num: u32) -> String {
     format!("{}.{}", num / 10000, num % 10000)
 }
 

@@ -71,6 +71,19 @@ pub async fn system_identifier(conn: &mut Connection) -> Option<String> {
 }
 
 /// Server version and `wal_level` checks.
+/// `--failover` needs PostgreSQL 17 or later on the source.
+pub fn check_failover(conn: &Connection, failover: bool) -> Result<()> {
+    let version = conn.server_version_num();
+    if failover && version < 170000 {
+        return Err(Error::Config(format!(
+            "--failover needs PostgreSQL 17 or later on the source ({} runs {}): failover slots (synchronized to standbys with sync_replication_slots) came with 17; run without --failover",
+            conn.target(),
+            crate::pgoutput::options::version_text(version)
+        )));
+    }
+    Ok(())
+}
+
 pub async fn check_server(conn: &mut Connection) -> Result<()> {
     let version = conn.server_version_num();
     if version < MIN_SERVER_VERSION {
@@ -148,8 +161,8 @@ pub struct SlotRequest {
     pub name: String,
     /// Create it when missing.
     pub create: bool,
-    /// Enable two-phase decoding on creation.
-    pub two_phase: bool,
+    /// What a slot created here does beyond decoding.
+    pub features: crate::conn::replication::SlotFeatures,
     /// How long to wait for an active slot to become free.
     pub wait: Duration,
 }
@@ -172,7 +185,7 @@ pub async fn prepare_slot(conn: &mut Connection, req: &SlotRequest) -> Result<Sl
                 &req.name,
                 false,
                 crate::conn::replication::SnapshotAction::Nothing,
-                req.two_phase,
+                req.features,
             )
             .await?;
             tracing::info!(slot = %req.name, "created replication slot");

@@ -38,6 +38,8 @@ pub struct SlotInfo {
     pub wal_status: Option<String>,
     /// Two-phase decoding enabled (14+).
     pub two_phase: Option<bool>,
+    /// A failover slot, synchronized to standbys (17+).
+    pub failover: Option<bool>,
     /// Why the slot was invalidated (17+), or `conflicting` (16).
     pub invalidation_reason: Option<String>,
     /// Since when the slot is inactive (17+).
@@ -107,6 +109,7 @@ fn select_list(version: u32) -> String {
         "confirmed_flush_lsn".to_owned(),
         opt(130000, "wal_status", "wal_status"),
         opt(140000, "two_phase::text", "two_phase"),
+        opt(170000, "failover::text", "failover"),
         if version >= 170000 {
             "invalidation_reason".to_owned()
         } else {
@@ -135,6 +138,7 @@ fn parse(row: &Row) -> SlotInfo {
         confirmed_flush_lsn: lsn("confirmed_flush_lsn"),
         wal_status: row.get("wal_status").map(str::to_owned),
         two_phase: row.get("two_phase").map(|v| v == "true"),
+        failover: row.get("failover").map(|v| v == "true"),
         invalidation_reason: row.get("invalidation_reason").map(str::to_owned),
         inactive_since: row.get("inactive_since").map(str::to_owned),
         retained_bytes: row.get("retained_bytes").and_then(|v| v.parse().ok()),
@@ -188,6 +192,7 @@ mod tests {
             confirmed_flush_lsn: None,
             wal_status: Some("reserved".into()),
             two_phase: None,
+            failover: None,
             invalidation_reason: None,
             inactive_since: None,
             retained_bytes: None,

@@ -79,6 +79,8 @@ pub struct SyncOptions {
     /// How often to look for tables that joined the publications (zero: only at start
     /// and at their first change).
     pub refresh_interval: Duration,
+    /// The slot is (made) a failover slot (PostgreSQL 17+).
+    pub failover: bool,
 }
 
 /// Runs `sync` until `--until`, a shutdown, or a failure that is not worth retrying.

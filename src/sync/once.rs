@@ -20,7 +20,7 @@ use super::copy::{self, CopyPlan};
 use super::schema::{self, SchemaMode};
 use super::{SyncOptions, preflight};
 use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
-use crate::conn::replication::SnapshotAction;
+use crate::conn::replication::{SlotFeatures, SnapshotAction};
 use crate::dest;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
@@ -165,6 +165,19 @@ pub async fn run(
         .filter(|t| states.get(&t.qualified_name()).is_some_and(|s| !s.ready))
         .cloned()
         .collect();
+    source::check_failover(&conn, opts.failover)?;
+    if opts.failover
+        && let Some(slot) = existing.as_ref().filter(|s| s.failover == Some(false))
+    {
+        // An existing slot made a failover slot, as ALTER SUBSCRIPTION … SET (failover)
+        // does for the built-in subscription.
+        conn.simple_query(&format!(
+            "ALTER_REPLICATION_SLOT {} ( FAILOVER true )",
+            crate::protocol::quote::ident(&slot.slot_name)
+        ))
+        .await?;
+        tracing::info!(slot = %slot.slot_name, "the slot is a failover slot now");
+    }
     preflight::check_privileges(&mut conn, &dest.client, &tables, &to_copy).await?;
     if existing.is_none() && opts.create_slot {
         preflight::check_free_slot(&mut conn).await?;
@@ -180,7 +193,15 @@ pub async fn run(
                 SnapshotAction::Export
             };
             let created = conn
-                .create_replication_slot(&opts.slot, false, action, false)
+                .create_replication_slot(
+                    &opts.slot,
+                    false,
+                    action,
+                    SlotFeatures {
+                        two_phase: false,
+                        failover: opts.failover,
+                    },
+                )
                 .await?;
             tracing::info!(slot = %opts.slot, consistent_point = %created.consistent_point, "created replication slot");
             if let Some(snap) = created.snapshot_name {
@@ -194,7 +215,7 @@ pub async fn run(
                 &SlotRequest {
                     name: opts.slot.clone(),
                     create: false,
-                    two_phase: false,
+                    features: SlotFeatures::default(),
                     wait: opts.slot_wait,
                 },
             )
@@ -233,7 +254,12 @@ pub async fn run(
                 let mut c2 = source::connect(&opts.source, true).await?;
                 let tmp = format!("pgsub_copy_{}", std::process::id());
                 let created = c2
-                    .create_replication_slot(&tmp, true, SnapshotAction::Export, false)
+                    .create_replication_slot(
+                        &tmp,
+                        true,
+                        SnapshotAction::Export,
+                        SlotFeatures::default(),
+                    )
                     .await?;
                 temp = Some(c2);
                 (
