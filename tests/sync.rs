@@ -581,3 +581,61 @@ fn failover_slots_are_created_or_made_so_on_17_and_later_and_refused_before() {
         refused.stderr
     );
 }
+
+#[test]
+fn two_syncs_replicate_one_table_both_ways_without_sending_changes_back() {
+    let (a, b) = (major_cluster(18), major_cluster(16));
+    let db = a.create_database("both_ways").unwrap();
+    sql(b, "postgres", &format!("CREATE DATABASE {db}"));
+    for c in [a, b] {
+        sql(
+            c,
+            &db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE PUBLICATION p FOR TABLE t",
+        );
+    }
+    let one_way = |from: &Cluster, to: &Cluster, slot: &str, extra: &[&str]| {
+        let mut all = vec!["--origin", "none", "--until", "caught-up"];
+        all.extend_from_slice(extra);
+        run_args(&sync_args(
+            &from.conninfo(&db),
+            &to.conninfo(&db),
+            "p",
+            slot,
+            &all,
+        ))
+        .expect_code(0)
+    };
+    let both = || {
+        one_way(a, b, "a_to_b", &[]);
+        one_way(b, a, "b_to_a", &[]);
+        one_way(a, b, "a_to_b", &[]);
+        one_way(b, a, "b_to_a", &[]);
+    };
+    one_way(a, b, "a_to_b", &["--create-slot"]);
+    one_way(b, a, "b_to_a", &["--create-slot"]);
+    sql(a, &db, "INSERT INTO t VALUES (1, 'made on a')");
+    sql(b, &db, "INSERT INTO t VALUES (2, 'made on b')");
+    both();
+    let rows = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t";
+    assert_eq!(sql(a, &db, rows), "1:made on a,2:made on b");
+    assert_eq!(sql(b, &db, rows), sql(a, &db, rows));
+    // A change to a row that came from the other side goes back there, once.
+    sql(a, &db, "UPDATE t SET v = 'changed on a' WHERE id = 2");
+    sql(b, &db, "DELETE FROM t WHERE id = 1");
+    both();
+    assert_eq!(sql(a, &db, rows), "2:changed on a");
+    assert_eq!(sql(b, &db, rows), "2:changed on a");
+    // Nothing went round: each slot carried only its own side's changes.
+    assert_eq!(
+        sql(
+            b,
+            &db,
+            &format!(
+                "SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgsub_{db}_a_to_b'"
+            )
+        ),
+        "1",
+        "pgsub's writes on b carry its origin"
+    );
+}

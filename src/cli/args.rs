@@ -321,6 +321,9 @@ pub struct SyncArgs {
     /// Create the slot as a failover slot (PostgreSQL 17+): with sync_replication_slots on a physical standby of the source, the slot is kept there, and replication goes on from the standby after a failover. An existing slot is made one (ALTER_REPLICATION_SLOT).
     #[arg(long)]
     pub failover: bool,
+    /// Which changes to take by their origin (PostgreSQL 16+): none (only changes made on the source itself, not those it got through replication; for replications both ways between two servers) or any. pgsub's own writes on the destination carry an origin of their own where the role may set one.
+    #[arg(long, value_enum)]
+    pub origin: Option<OriginArg>,
 }
 
 impl SyncArgs {

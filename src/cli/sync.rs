@@ -29,6 +29,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         on_conflict: args.on_conflict.into(),
         refresh_interval: Duration::from_secs(args.refresh_interval),
         failover: args.failover,
+        origin: args.origin.map(Into::into),
         progress_bars: {
             use std::io::IsTerminal;
             std::io::stderr().is_terminal() && !out.quiet && !out.log_json

@@ -13,6 +13,7 @@
 //!   `SET` privilege, or `aiven_extras.session_replication_role`), so triggers and
 //!   foreign keys behave as under a native subscription; otherwise a warning.
 
+pub mod origin;
 pub mod subscriptions;
 
 use tokio_postgres::Client;

@@ -81,6 +81,9 @@ pub struct SyncOptions {
     pub refresh_interval: Duration,
     /// The slot is (made) a failover slot (PostgreSQL 17+).
     pub failover: bool,
+    /// Which changes the source sends by their origin (`none`: only those that did not
+    /// come through replication; PostgreSQL 16+).
+    pub origin: Option<crate::pgoutput::options::OriginFilter>,
 }
 
 /// Runs `sync` until `--until`, a shutdown, or a failure that is not worth retrying.

@@ -42,7 +42,7 @@ fn requested(opts: &SyncOptions) -> RequestedOptions {
         messages: Some(false),
         streaming: Some(opts.streaming),
         two_phase: None,
-        origin: None,
+        origin: opts.origin,
         proto_version: None,
     }
 }
@@ -137,6 +137,7 @@ pub async fn run(
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
     crate::state::setup(&dest.client).await?;
+    crate::dest::origin::setup(&dest.client, &name).await?;
     let stored = progress::read(&dest.client, &name).await?;
     if stored.is_some() {
         // It is acknowledged to the source below: it must survive a destination crash.

@@ -1,0 +1,95 @@
+//! Origin-tagged writes: the destination session that applies the stream is set up with
+//! a replication origin named after the subscription (`pgsub_<name>`), as the built-in
+//! apply worker is with `pg_<subscription oid>`. Every transaction it commits then carries
+//! that origin in the destination's WAL, so that a subscription (native, or another pgsub)
+//! reading the destination with `origin = none` leaves those changes out: two replications
+//! between the same two servers, one each way, do not send each other's changes back.
+//!
+//! Setting up a session origin takes a superuser or a role granted EXECUTE on
+//! `pg_replication_origin_session_setup` (and on `pg_replication_origin_create`, for the
+//! first run). Without it the session is not tagged, and pgsub says what that means.
+//! An origin is held by one session at a time: the session of a pgsub that just died may
+//! still hold it for a moment (55006, retried).
+
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::pg::SqlError;
+use crate::pg::sqlstate;
+
+/// The origin name of subscription `name` in database `database` (origins are shared by
+/// the destination's databases; subscription names are per database).
+pub fn origin_name(database: &str, name: &str) -> String {
+    format!("pgsub_{database}_{name}")
+}
+
+/// Whether the session was tagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    /// Its commits carry the origin.
+    Yes,
+    /// The role may not set up an origin: its commits carry none.
+    NotPermitted,
+}
+
+/// Sets the session's replication origin to the subscription's, creating the origin the
+/// first time.
+pub async fn setup(client: &Client, name: &str) -> Result<Tagged> {
+    let database: String = client
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(|e| SqlError::new("reading the destination's database name", e))?
+        .get(0);
+    let origin = origin_name(&database, name);
+    let mut in_use = 0;
+    loop {
+        match try_setup(client, &origin).await {
+            Ok(()) => {
+                tracing::debug!(origin = %origin, "destination transactions carry the replication origin");
+                return Ok(Tagged::Yes);
+            }
+            Err(e) => match e.code().map(|c| c.code()) {
+                Some(sqlstate::INSUFFICIENT_PRIVILEGE | sqlstate::CONFIGURATION_LIMIT_EXCEEDED) => {
+                    tracing::info!(
+                        origin = %origin,
+                        "pgsub's writes on the destination carry no replication origin ({}): a subscription reading the destination with origin = none would send them back (setting one needs a superuser or EXECUTE on pg_replication_origin_create and pg_replication_origin_session_setup, and a free origin slot)",
+                        crate::pg::describe(&e)
+                    );
+                    return Ok(Tagged::NotPermitted);
+                }
+                // Still held by the session of a pgsub that just died.
+                Some(sqlstate::OBJECT_IN_USE) if in_use < 50 => {
+                    in_use += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                _ => {
+                    return Err(SqlError::new(
+                        format!("setting up the replication origin {origin} on the destination (is another pgsub with the same --name writing into this database?)"),
+                        e,
+                    )
+                    .into());
+                }
+            },
+        }
+    }
+}
+
+async fn try_setup(
+    client: &Client,
+    origin: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_catalog.pg_replication_origin_create($1) \
+             WHERE pg_catalog.pg_replication_origin_oid($1) IS NULL",
+            &[&origin],
+        )
+        .await?;
+    client
+        .execute(
+            "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
+            &[&origin],
+        )
+        .await?;
+    Ok(())
+}
