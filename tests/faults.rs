@@ -220,3 +220,102 @@ fn the_fault_proxy_cuts_and_stalls_the_connections_open_now() {
         assert_eq!(proxy.cuts(), 1);
     });
 }
+
+#[test]
+fn a_first_run_cut_off_on_the_destination_copies_every_table_when_it_retries() {
+    for cut_at in [3_000u64, 8_000, 20_000, 60_000] {
+        let (s, d, db) = pair("faults_copycut");
+        sql(
+            s,
+            &db,
+            "CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 5000) g; \
+             CREATE TABLE b (id int PRIMARY KEY, v text); INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 5000) g; \
+             CREATE PUBLICATION p FOR ALL TABLES",
+        );
+        let proxy = FaultProxy::start(
+            d.port(),
+            Faults {
+                cut_after: Some(cut_at..cut_at + 1),
+                reset_percent: 100,
+                ..Faults::default()
+            },
+            1,
+        );
+        let child = start(pgsub().args(sync_args(
+            &s.conninfo(&db),
+            &proxy.through(&d.conninfo(&db)),
+            "p",
+            &db,
+            &["--create-slot", "--schema", "create"],
+        )));
+        eventually(
+            "a destination connection is cut",
+            Duration::from_secs(60),
+            || proxy.cuts() > 0,
+        );
+        proxy.set(Faults::default());
+        eventually("pgsub streams", Duration::from_secs(60), || {
+            slot_active(s, &db, &db)
+        });
+        terminate(&child);
+        let out = wait(child, RUN_LIMIT).expect_code(0);
+        for t in ["a", "b"] {
+            let q = format!("SELECT count(*), sum(id) FROM {t}");
+            assert_eq!(
+                sql(d, &db, &q),
+                sql(s, &db, &q),
+                "table {t} after a cut at {cut_at} bytes:\n{}",
+                out.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn the_copy_plan_outlives_a_destination_crash_right_after_the_slot_is_created() {
+    use pgsub_testkit::{Cluster, ClusterOptions};
+    let s = pgsub_testkit::shared();
+    // A destination whose WAL writer flushes an asynchronous commit only after 10 s.
+    let d = Cluster::start(ClusterOptions {
+        extra_conf: vec![
+            "wal_writer_delay = '10s'".into(),
+            "wal_writer_flush_after = '64MB'".into(),
+        ],
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let db = s.create_database("faults_plan").unwrap();
+    sql(&d, "postgres", &format!("CREATE DATABASE {db}"));
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+         INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g; \
+         CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(&d, &db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    let args = |extra: &[&str]| sync_args(&s.conninfo(&db), &d.conninfo(&db), "p", &db, extra);
+    // The slot is created, the copy begins, pgsub dies; then the destination crashes
+    // before its WAL writer has flushed what pgsub planned.
+    let crashed = run_with(
+        pgsub()
+            .args(args(&["--create-slot", "--until", "caught-up"]))
+            .env("PGSUB_FAILPOINT", "copy.mid-table"),
+    );
+    assert!(
+        crashed.stderr.contains("failpoint copy.mid-table reached"),
+        "{}",
+        crashed.stderr
+    );
+    d.kill9_postmaster().unwrap();
+    d.start_again().unwrap();
+    // The slot exists now: were the plan lost, the next run would take the table for one
+    // that is only streamed, and never copy it.
+    let run = run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    assert_eq!(
+        sql(&d, &db, "SELECT count(*) FROM t"),
+        "20000",
+        "{}",
+        run.stderr
+    );
+}

@@ -83,7 +83,8 @@ fn workload(
                         0..=4 => (
                             format!(
                                 "UPDATE accounts SET v = v + {n} WHERE id = {id}; \
-                                 INSERT INTO events SELECT {n}, 'e' || g FROM generate_series(1, {}) g",
+                                 INSERT INTO events SELECT {n}, 'e' || g FROM generate_series(1, {}) g; \
+                                 UPDATE accounts SET v = v + 1 WHERE id = 1",
                                 1 + rng.next(20)
                             ),
                             "small",
@@ -264,11 +265,17 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
     let d = Cluster::start(ClusterOptions::default()).unwrap();
     let db = s.create_database("soak").unwrap();
     sql(&d, "postgres", &format!("CREATE DATABASE {db}"));
-    // Statements that wait for a lock give up after half a second (57014: transient).
+    // Statements that wait for a lock give up after half a second (57014: transient), and
+    // pgsub's session is the one to find a deadlock (40P01: transient).
     sql(
         &d,
         "postgres",
         &format!("ALTER DATABASE {db} SET statement_timeout = '500ms'"),
+    );
+    sql(
+        &d,
+        "postgres",
+        &format!("ALTER DATABASE {db} SET deadlock_timeout = '100ms'"),
     );
     sql(&s, &db, SCHEMA);
 
@@ -306,7 +313,7 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
     let mut unexpected = Vec::new();
 
     // Every kind in turn, in an order drawn anew for each round of them.
-    const KINDS: u64 = 11;
+    const KINDS: u64 = 12;
     let mut order: Vec<u64> = Vec::new();
     for fault in 0..faults {
         if order.is_empty() {
@@ -397,6 +404,19 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
                 );
                 "a destination lock against statement_timeout"
             }
+            10 => {
+                // A destination session locks the hot row, then every row, waiting for
+                // those pgsub's open group holds; pgsub then waits for the hot one, and
+                // (its deadlock_timeout being the shorter) finds the deadlock and gets
+                // 40P01 — or, when the two did not cross, a lock timeout.
+                let _ = d.psql(
+                    &db,
+                    "SET statement_timeout = 0; SET deadlock_timeout = '10s'; BEGIN; \
+                     SELECT 1 FROM accounts WHERE id = 1 FOR UPDATE; \
+                     SELECT 1 FROM accounts FOR UPDATE; SELECT pg_sleep(0.3); COMMIT;",
+                );
+                "a deadlock with a destination session"
+            }
             _ => {
                 let _ = pgsub_run.child.kill();
                 let _ = pgsub_run.child.wait();
@@ -451,8 +471,22 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
         ],
     ));
     let elapsed = started.elapsed();
+    let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
+    for entry in std::fs::read_dir(&work).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for (what, needle) in [
+            ("deadlocks retried", "deadlock detected"),
+            (
+                "statement timeouts retried",
+                "canceling statement due to statement timeout",
+            ),
+            ("spool full", "File too large"),
+        ] {
+            *seen.entry(what).or_default() += text.matches(needle).count();
+        }
+    }
     eprintln!(
-        "soak: {} workload transactions, {faults} faults in {elapsed:?}: {by_kind:?}; proxy cuts {} source, {} destination",
+        "soak: {} workload transactions, {faults} faults in {elapsed:?}: {by_kind:?}; proxy cuts {} source, {} destination; in pgsub's logs: {seen:?}",
         done.load(Ordering::Relaxed),
         src_proxy.cuts(),
         dst_proxy.cuts()

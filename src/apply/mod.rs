@@ -360,8 +360,7 @@ impl ApplySink {
         let committed =
             !self.txns.in_transaction() && self.commit_group_as(GroupCommit::Synchronous).await?;
         if !committed && !self.txns.group_open() && self.durability.waiting() {
-            let name = self.durability.subscription().name.clone();
-            crate::state::progress::make_durable(&self.dest.client, &name).await?;
+            crate::state::make_durable(&self.dest.client).await?;
         }
         while self.durability.waiting() {
             self.durability.check(&self.dest.client).await?;
@@ -404,7 +403,15 @@ impl Sink for ApplySink {
         if !self.txns.in_transaction() && self.txns.group_committable() {
             self.commit_group().await?;
         }
-        self.durability.check(&self.dest.client).await?;
+        if let Err(e) = self.durability.check(&self.dest.client).await {
+            // The check runs in the open group's transaction: if a queued statement failed,
+            // it meets the aborted transaction (25P02), and the failure to report is that
+            // statement's (a deadlock, a timeout: transient), which settling returns.
+            if matches!(&e, Error::Sql(s) if s.code() == Some(sqlstate::IN_FAILED_TRANSACTION)) {
+                self.settle().await?;
+            }
+            return Err(e);
+        }
         Ok(self.durability.durable())
     }
 

@@ -223,3 +223,34 @@ pub async fn remove(client: &Client, name: &str) -> Result<Option<Removed>> {
         conflicts,
     }))
 }
+
+/// Makes the destination's WAL durable up to now. pgsub's session commits asynchronously
+/// (as the built-in worker's does), so what it just wrote may not survive a destination
+/// crash for a moment. Two things must: the plan of which tables to copy, before the slot
+/// is created (a plan lost after that would have the next run take the tables for
+/// streamed-only, and never copy them), and the progress read at start, before it is
+/// acknowledged to the source (it may have been committed by a pgsub killed just after,
+/// or handed over from a native subscription's origin). One query when the WAL is flushed
+/// already; otherwise one synchronous commit of a transaction that writes (one that only
+/// took an XID would commit asynchronously all the same), which flushes everything
+/// written before it.
+pub async fn make_durable(client: &Client) -> Result<()> {
+    let behind: bool = client
+        .query_one(
+            "SELECT pg_catalog.pg_current_wal_insert_lsn() > pg_catalog.pg_current_wal_flush_lsn()",
+            &[],
+        )
+        .await
+        .map_err(err("reading the destination's WAL positions"))?
+        .get(0);
+    if behind {
+        client
+            .batch_execute(
+                "BEGIN; SET LOCAL synchronous_commit = on; \
+                 UPDATE pgsub.meta SET schema_version = schema_version; COMMIT",
+            )
+            .await
+            .map_err(err("flushing the destination's WAL past pgsub's state"))?;
+    }
+    Ok(())
+}

@@ -86,40 +86,6 @@ pub async fn read(client: &Client, name: &str) -> Result<Option<Progress>> {
     }))
 }
 
-/// Makes the destination's WAL durable up to now. The progress just read may have been
-/// committed asynchronously (by a pgsub killed before the destination's next WAL flush,
-/// or handed over from a native subscription's origin), and a destination crash before
-/// that flush would lose it after the source had been told: the progress is acknowledged
-/// only once this returns. One query when the WAL is flushed already; otherwise one
-/// synchronous commit, which flushes everything written before it (of a transaction that
-/// writes: one that only took an XID would commit asynchronously all the same).
-pub async fn make_durable(client: &Client, name: &str) -> Result<()> {
-    let behind: bool = client
-        .query_one(
-            "SELECT pg_catalog.pg_current_wal_insert_lsn() > pg_catalog.pg_current_wal_flush_lsn()",
-            &[],
-        )
-        .await
-        .map_err(|e| SqlError::new("reading the destination's WAL positions", e))?
-        .get(0);
-    if behind {
-        let flush = |e| SqlError::new("flushing the destination's WAL past the stored progress", e);
-        client
-            .batch_execute("BEGIN; SET LOCAL synchronous_commit = on")
-            .await
-            .map_err(flush)?;
-        client
-            .execute(
-                "UPDATE pgsub.progress SET updated_at = updated_at WHERE name = $1",
-                &[&name],
-            )
-            .await
-            .map_err(flush)?;
-        client.batch_execute("COMMIT").await.map_err(flush)?;
-    }
-    Ok(())
-}
-
 /// One row of `pgsub.progress`, for `status` and `verify`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProgressRow {

@@ -141,7 +141,7 @@ pub async fn run(
     let stored = progress::read(&dest.client, &name).await?;
     if stored.is_some() {
         // It is acknowledged to the source below: it must survive a destination crash.
-        progress::make_durable(&dest.client, &name).await?;
+        crate::state::make_durable(&dest.client).await?;
     }
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
@@ -161,6 +161,8 @@ pub async fn run(
         existing = source::wait_for_release(&mut conn, &opts.slot, opts.slot_wait).await?;
     }
     let mut states = plan_tables(opts, &dest.client, &name, &tables, existing.is_none()).await?;
+    // The plan must outlive a destination crash once the slot exists (found by the soak).
+    crate::state::make_durable(&dest.client).await?;
     let to_copy: Vec<PublishedTable> = tables
         .iter()
         .filter(|t| states.get(&t.qualified_name()).is_some_and(|s| !s.ready))
