@@ -2,6 +2,7 @@
 //! to stdout; logs and errors go to stderr.
 
 pub mod args;
+mod sync_args;
 mod decode;
 mod demo;
 mod drop;
