@@ -130,17 +130,8 @@ fn a_backlog_gets_through_connections_cut_every_few_hundred_kilobytes_on_both_si
 
 #[test]
 fn progress_read_at_start_is_acknowledged_only_once_the_destination_flushed_it() {
-    use pgsub_testkit::{Cluster, ClusterOptions};
     let s = pgsub_testkit::shared();
-    // A destination whose WAL writer flushes an asynchronous commit only after 10 s.
-    let d = Cluster::start(ClusterOptions {
-        extra_conf: vec![
-            "wal_writer_delay = '10s'".into(),
-            "wal_writer_flush_after = '64MB'".into(),
-        ],
-        ..ClusterOptions::default()
-    })
-    .unwrap();
+    let d = lazy_flushing_cluster();
     let db = s.create_database("faults_startack").unwrap();
     sql(&d, "postgres", &format!("CREATE DATABASE {db}"));
     sql(
@@ -273,17 +264,8 @@ fn a_first_run_cut_off_on_the_destination_copies_every_table_when_it_retries() {
 
 #[test]
 fn the_copy_plan_outlives_a_destination_crash_right_after_the_slot_is_created() {
-    use pgsub_testkit::{Cluster, ClusterOptions};
     let s = pgsub_testkit::shared();
-    // A destination whose WAL writer flushes an asynchronous commit only after 10 s.
-    let d = Cluster::start(ClusterOptions {
-        extra_conf: vec![
-            "wal_writer_delay = '10s'".into(),
-            "wal_writer_flush_after = '64MB'".into(),
-        ],
-        ..ClusterOptions::default()
-    })
-    .unwrap();
+    let d = lazy_flushing_cluster();
     let db = s.create_database("faults_plan").unwrap();
     sql(&d, "postgres", &format!("CREATE DATABASE {db}"));
     sql(

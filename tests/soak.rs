@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pgsub::failpoint;
 use pgsub_testkit::{Cluster, ClusterOptions};
@@ -243,16 +243,8 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let seed = std::env::var("PGSUB_SOAK_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("soak: {faults} faults, seed {seed} (PGSUB_SOAK_SEED={seed} replays it)");
+    let seed = seed_from_env("PGSUB_SOAK_SEED");
+    eprintln!("soak: {faults} faults");
     let s = Cluster::start(ClusterOptions {
         extra_conf: vec![
             "max_prepared_transactions = 10".into(),

@@ -10,7 +10,7 @@ mod support;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pgsub::failpoint;
 use pgsub_testkit::{self as cluster, Cluster};
@@ -130,16 +130,7 @@ fn exactly_once_under_repeated_kill_9() {
          INSERT INTO acct SELECT g, 0 FROM generate_series(0, 99) g;
          CREATE PUBLICATION p FOR ALL TABLES;",
     );
-    let seed = std::env::var("PGSUB_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {seed} (PGSUB_TEST_SEED={seed} replays it)");
+    let seed = seed_from_env("PGSUB_TEST_SEED");
     let stop = Arc::new(AtomicBool::new(false));
     let load = workload(s.conninfo(&db), stop.clone(), seed);
     let mut rng = Lcg(seed ^ 0x5eed);

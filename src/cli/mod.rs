@@ -2,7 +2,6 @@
 //! to stdout; logs and errors go to stderr.
 
 pub mod args;
-mod sync_args;
 mod decode;
 mod demo;
 mod drop;
@@ -13,6 +12,7 @@ mod sequences;
 mod slot;
 mod status;
 mod sync;
+mod sync_args;
 mod verify;
 
 use tokio::sync::watch;

@@ -389,3 +389,32 @@ pub fn major_cluster(major: u32) -> &'static Cluster {
     all.push((major, c));
     c
 }
+
+/// The seed in environment variable `var`, else one drawn from the clock; printed, so that
+/// a failing run can be replayed.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {seed} ({var}={seed} replays it)");
+    seed
+}
+
+/// A destination whose WAL writer flushes an asynchronous commit only after 10 s: what
+/// pgsub committed is lost in a crash unless pgsub made it durable itself.
+pub fn lazy_flushing_cluster() -> Cluster {
+    Cluster::start(ClusterOptions {
+        extra_conf: vec![
+            "wal_writer_delay = '10s'".into(),
+            "wal_writer_flush_after = '64MB'".into(),
+        ],
+        ..ClusterOptions::default()
+    })
+    .expect("a destination cluster")
+}
