@@ -245,8 +245,13 @@ fn a_first_run_cut_off_on_the_destination_copies_every_table_when_it_retries() {
             || proxy.cuts() > 0,
         );
         proxy.set(Faults::default());
-        eventually("pgsub streams", Duration::from_secs(60), || {
-            slot_active(s, &db, &db)
+        // Copied by the retry (the slot is active already while it is created and the
+        // copy runs, so that says nothing).
+        eventually("both tables copied", Duration::from_secs(60), || {
+            ["a", "b"].iter().all(|t| {
+                d.psql(&db, &format!("SELECT count(*) FROM {t}"))
+                    .is_ok_and(|n| n == "5000")
+            })
         });
         terminate(&child);
         let out = wait(child, RUN_LIMIT).expect_code(0);
