@@ -559,6 +559,28 @@ fn failover_slots_are_created_or_made_so_on_17_and_later_and_refused_before() {
     ))
     .expect_code(0);
     assert_eq!(failover(&other), "t");
+    // `slot create --failover` too.
+    let third = format!("{db}_c");
+    run(&[
+        "slot",
+        "create",
+        "--source",
+        &s.conninfo(&db),
+        "--slot",
+        &third,
+        "--failover",
+    ])
+    .expect_code(0);
+    assert_eq!(failover(&third), "t");
+    run(&[
+        "slot",
+        "drop",
+        "--source",
+        &s.conninfo(&db),
+        "--slot",
+        &third,
+    ])
+    .expect_code(0);
     // Before 17 there are no failover slots: said at once, exit 2.
     let (s15, d15, db15) = pair("failover15");
     sql(
