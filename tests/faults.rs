@@ -306,3 +306,58 @@ fn the_copy_plan_outlives_a_destination_crash_right_after_the_slot_is_created() 
         run.stderr
     );
 }
+
+#[test]
+fn a_read_only_destination_is_waited_out_and_then_caught_up() {
+    let (s, d, db) = pair("faults_readonly");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100); \
+         CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(d, &db, "CREATE TABLE t (id int PRIMARY KEY)");
+    // As a destination that is a standby being promoted, or was made read-only: every
+    // session pgsub opens refuses writes (25006) until it is writable again.
+    sql(
+        d,
+        "postgres",
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
+    );
+    let child = start(pgsub().args(sync_args(
+        &s.conninfo(&db),
+        &d.conninfo(&db),
+        "p",
+        &db,
+        &["--create-slot"],
+    )));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child_running(&child),
+        "pgsub stopped on a read-only destination instead of waiting it out"
+    );
+    sql(
+        d,
+        "postgres",
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = off"),
+    );
+    sql(s, &db, "INSERT INTO t SELECT generate_series(101, 150)");
+    eventually("caught up once writable", Duration::from_secs(60), || {
+        d.psql(&db, "SELECT count(*) FROM t")
+            .is_ok_and(|n| n == "150")
+    });
+    terminate(&child);
+    let out = wait(child, RUN_LIMIT).expect_code(0);
+    assert!(
+        out.stderr.contains("read-only transaction") && out.stderr.contains("retrying"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn child_running(child: &std::process::Child) -> bool {
+    std::path::Path::new(&format!("/proc/{}", child.id())).exists()
+        && !std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
