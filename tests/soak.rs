@@ -447,6 +447,13 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
             log_tail(&pgsub_run.log, 15)
         ));
     }
+    // The comparison's queries must not meet the destination's short statement_timeout
+    // (after a long soak, `big` is large).
+    sql(
+        &d,
+        "postgres",
+        &format!("ALTER DATABASE {db} RESET statement_timeout"),
+    );
     // Caught up without the proxies.
     let last = run_args(&sync_args(
         &s.conninfo(&db),

@@ -239,12 +239,13 @@ pub async fn run<S: Sink>(
         RunEnd::ServerEnded(e) => Some(e),
         _ => None,
     };
-    if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
+    let closed = if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
         // The server is out of COPY mode: no status updates any more.
         let durable = sink.make_durable(processed).await?;
         session.on_applied(durable)?;
+        conn.finish_copy_both(server_end).await.map_err(Into::into)
     } else {
-        send_status(
+        match send_status(
             conn,
             session,
             sink,
@@ -254,9 +255,22 @@ pub async fn run<S: Sink>(
             false,
             true,
         )
-        .await?;
+        .await
+        {
+            Ok(()) => conn.finish_copy_both(server_end).await.map_err(Into::into),
+            Err(e) => Err(e),
+        }
+    };
+    match closed {
+        // Told to stop, and the source went away meanwhile: what was applied is durable
+        // on the destination, and the next start resumes from there.
+        Err(crate::error::Error::Conn(c)) if end == RunEnd::Signal => {
+            tracing::warn!(
+                "stopping: the last status update could not be sent ({c}); the next start resumes from the progress kept on the destination"
+            );
+        }
+        other => other?,
     }
-    conn.finish_copy_both(server_end).await?;
     crate::output::metrics::publish_session(session);
     sink.publish_metrics();
     session.accounting().check()?;
