@@ -23,19 +23,6 @@ use pgsub_testkit::{Cluster, ClusterOptions};
 use support::fault_proxy::{FaultProxy, Faults};
 use support::*;
 
-/// SplitMix64: the seed is printed, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % below.max(1)
-    }
-}
-
 const SCHEMA: &str = "
 CREATE TABLE accounts (id int PRIMARY KEY, v bigint NOT NULL);
 INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 200) g;
@@ -58,7 +45,7 @@ fn workload(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let mut rng = Rng(seed);
+            let mut rng = SplitMix(seed);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let Ok((client, conn)) =
@@ -78,14 +65,14 @@ fn workload(
                 }
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let id = 1 + rng.next(200);
-                    let (body, kind) = match rng.next(12) {
+                    let id = 1 + rng.below(200);
+                    let (body, kind) = match rng.below(12) {
                         0..=4 => (
                             format!(
                                 "UPDATE accounts SET v = v + {n} WHERE id = {id}; \
                                  INSERT INTO events SELECT {n}, 'e' || g FROM generate_series(1, {}) g; \
                                  UPDATE accounts SET v = v + 1 WHERE id = 1",
-                                1 + rng.next(20)
+                                1 + rng.below(20)
                             ),
                             "small",
                         ),
@@ -97,7 +84,7 @@ fn workload(
                             "key",
                         ),
                         6 => (
-                            format!("DELETE FROM events WHERE n % 50 = {}", rng.next(50)),
+                            format!("DELETE FROM events WHERE n % 50 = {}", rng.below(50)),
                             "delete",
                         ),
                         7 | 8 => (
@@ -110,12 +97,12 @@ fn workload(
                             "large",
                         ),
                         9 => (
-                            format!("TRUNCATE trunc; INSERT INTO trunc SELECT g, {n} FROM generate_series(1, {}) g", 1 + rng.next(50)),
+                            format!("TRUNCATE trunc; INSERT INTO trunc SELECT g, {n} FROM generate_series(1, {}) g", 1 + rng.below(50)),
                             "truncate",
                         ),
                         10 => (String::new(), "two-phase"),
                         _ => (
-                            format!("UPDATE events SET note = note || '+' WHERE n = {}", rng.next(n)),
+                            format!("UPDATE events SET note = note || '+' WHERE n = {}", rng.below(n)),
                             "update",
                         ),
                     };
@@ -142,7 +129,7 @@ fn workload(
                             let _ = client.batch_execute("ROLLBACK").await;
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(rng.next(20))).await;
+                    tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
                 }
             }
         })
@@ -298,7 +285,7 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let load = workload(s.conninfo(&db), stop.clone(), seed ^ 2, done.clone());
-    let mut rng = Rng(seed ^ 3);
+    let mut rng = SplitMix(seed ^ 3);
     let mut pgsub_run = spawn(&args, &log, &[], None, None);
     let mut by_kind: std::collections::BTreeMap<&str, u64> = Default::default();
     let started = Instant::now();
@@ -311,7 +298,7 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
         if order.is_empty() {
             order = (0..KINDS).collect();
             for i in (1..order.len()).rev() {
-                order.swap(i, rng.next(i as u64 + 1) as usize);
+                order.swap(i, rng.below(i as u64 + 1) as usize);
             }
         }
         let draw = order.pop().unwrap();
@@ -322,7 +309,7 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        std::thread::sleep(Duration::from_millis(200 + rng.next(600)));
+        std::thread::sleep(Duration::from_millis(200 + rng.below(600)));
         // pgsub stopped by itself since the last fault: only where a fault meant it to.
         if let Ok(Some(status)) = pgsub_run.child.try_wait() {
             if pgsub_run.expected_stop.is_none() {
@@ -344,7 +331,7 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
                 let _ = pgsub_run.child.kill();
                 let _ = pgsub_run.child.wait();
                 let point = [failpoint::MID_TRANSACTION, failpoint::AFTER_DEST_COMMIT]
-                    [rng.next(2) as usize];
+                    [rng.below(2) as usize];
                 pgsub_run = spawn(
                     &args,
                     &log,
@@ -355,11 +342,11 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
                 "pgsub at a failpoint"
             }
             2 => {
-                src_proxy.cut_now(rng.next(2) == 0);
+                src_proxy.cut_now(rng.below(2) == 0);
                 "source connection cut"
             }
             3 => {
-                dst_proxy.cut_now(rng.next(2) == 0);
+                dst_proxy.cut_now(rng.below(2) == 0);
                 "destination connection cut"
             }
             4 => {

@@ -315,7 +315,7 @@ impl ApplySink {
             }
             PgOutput::Relation(r) => {
                 if let Some(known) = &self.opts.published {
-                    let relation = format!("{}.{}", r.namespace, r.name);
+                    let relation = r.qualified_name();
                     if !known.contains(&relation) {
                         return Err(Error::PublicationChanged(relation));
                     }

@@ -110,10 +110,7 @@ pub fn message(header: &XLogHeader, msg: &PgOutput, relations: &RelationCache) -
         PgOutput::Relation(m) => {
             xid(&mut o, m.xid);
             o.insert("relid".into(), json!(m.relid));
-            o.insert(
-                "relation".into(),
-                json!(format!("{}.{}", m.schema(), m.name)),
-            );
+            o.insert("relation".into(), json!(m.qualified_name()));
             o.insert("replica_identity".into(), json!(m.replica_identity));
             let cols: Vec<Value> = m
                 .columns

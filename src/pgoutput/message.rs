@@ -330,6 +330,11 @@ impl Relation {
             &self.namespace
         }
     }
+
+    /// `schema.table`, the schema as SQL sees it.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema(), self.name)
+    }
 }
 
 /// `Y`: a user-defined type a following Relation uses.

@@ -184,8 +184,7 @@ pub async fn run<S: Sink>(
                     }
                     return Err(e.with_context(context()).into());
                 }
-                Ok(ev) => match ev {
-                CopyBothEvent::Data { payload, wire_len } => {
+                Ok(CopyBothEvent::Data { payload, wire_len }) => {
                     last_data = Instant::now();
                     let event = session.on_copy_data(payload.clone(), wire_len)?;
                     if let Event::Keepalive(k) = &event && k.reply_requested {
@@ -198,8 +197,8 @@ pub async fn run<S: Sink>(
                         processed = *end;
                     }
                 }
-                CopyBothEvent::End(e) => break RunEnd::ServerEnded(e),
-            }},
+                Ok(CopyBothEvent::End(e)) => break RunEnd::ServerEnded(e),
+            },
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         let now = Instant::now();
@@ -239,28 +238,28 @@ pub async fn run<S: Sink>(
         RunEnd::ServerEnded(e) => Some(e),
         _ => None,
     };
-    let closed = if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
-        // The server is out of COPY mode: no status updates any more.
-        let durable = sink.make_durable(processed).await?;
-        session.on_applied(durable)?;
-        conn.finish_copy_both(server_end).await.map_err(Into::into)
-    } else {
-        match send_status(
-            conn,
-            session,
-            sink,
-            &mut policy,
-            opts,
-            processed,
-            false,
-            true,
-        )
-        .await
-        {
-            Ok(()) => conn.finish_copy_both(server_end).await.map_err(Into::into),
-            Err(e) => Err(e),
+    let closed: Result<()> = async {
+        if matches!(server_end, Some(StreamEnd::CommandComplete(_))) {
+            // The server is out of COPY mode: no status updates any more.
+            let durable = sink.make_durable(processed).await?;
+            session.on_applied(durable)?;
+        } else {
+            send_status(
+                conn,
+                session,
+                sink,
+                &mut policy,
+                opts,
+                processed,
+                false,
+                true,
+            )
+            .await?;
         }
-    };
+        conn.finish_copy_both(server_end).await?;
+        Ok(())
+    }
+    .await;
     match closed {
         // Told to stop, and the source went away meanwhile: what was applied is durable
         // on the destination, and the next start resumes from there.

@@ -28,31 +28,47 @@ pub struct CopyState {
 /// its own, before the slot is made), so that a run killed before any copy finished
 /// still copies them next time.
 pub async fn plan(client: &Client, name: &str, relations: &[String]) -> Result<()> {
-    client
-        .execute(
-            "INSERT INTO pgsub.tables (name, relation, state) \
-             SELECT $1, r, 'copying' FROM unnest($2::text[]) r \
-             ON CONFLICT (name, relation) DO NOTHING",
-            &[&name, &relations],
-        )
-        .await
-        .map_err(err("recording the tables to copy in pgsub.tables".into()))?;
-    Ok(())
+    record_new(
+        client,
+        name,
+        relations,
+        "copying",
+        "recording the tables to copy",
+    )
+    .await
 }
 
 /// Records `relations` as `ready` without a copy (no snapshot: every change of theirs is
 /// applied), unless already known: the tables a run streams without copying, so that a
 /// table joining the publication later is told apart from them.
 pub async fn mark_streamed(client: &Client, name: &str, relations: &[String]) -> Result<()> {
+    record_new(
+        client,
+        name,
+        relations,
+        "ready",
+        "recording the streamed tables",
+    )
+    .await
+}
+
+/// Inserts the rows of `relations` not yet known, in `state`.
+async fn record_new(
+    client: &Client,
+    name: &str,
+    relations: &[String],
+    state: &str,
+    what: &str,
+) -> Result<()> {
     client
         .execute(
             "INSERT INTO pgsub.tables (name, relation, state) \
-             SELECT $1, r, 'ready' FROM unnest($2::text[]) r \
+             SELECT $1, r, $3 FROM unnest($2::text[]) r \
              ON CONFLICT (name, relation) DO NOTHING",
-            &[&name, &relations],
+            &[&name, &relations, &state],
         )
         .await
-        .map_err(err("recording the streamed tables in pgsub.tables".into()))?;
+        .map_err(err(format!("{what} in pgsub.tables")))?;
     Ok(())
 }
 

@@ -128,7 +128,7 @@ impl Accounting {
         match msg {
             PgOutput::Relation(r) => {
                 let e = self.relations.entry(r.relid).or_default();
-                e.name = format!("{}.{}", r.schema(), r.name);
+                e.name = r.qualified_name();
             }
             PgOutput::Insert(m) => self.row(m.relid, body).inserts += 1,
             PgOutput::Update(m) => self.row(m.relid, body).updates += 1,

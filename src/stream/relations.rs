@@ -61,8 +61,7 @@ impl RelationCache {
 
     /// `schema.table` of a relation.
     pub fn qualified_name(&self, relid: u32) -> Option<String> {
-        self.get(relid)
-            .map(|r| format!("{}.{}", r.schema(), r.name))
+        self.get(relid).map(Relation::qualified_name)
     }
 
     /// Updates the cache from `msg` and checks row messages against it.

@@ -139,10 +139,6 @@ pub async fn run(
     crate::state::setup(&dest.client).await?;
     crate::dest::origin::setup(&dest.client, &name).await?;
     let stored = progress::read(&dest.client, &name).await?;
-    if stored.is_some() {
-        // It is acknowledged to the source below: it must survive a destination crash.
-        crate::state::make_durable(&dest.client).await?;
-    }
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
     let (mut conn, options, identify) = (prepared.conn, prepared.options, prepared.identify);
@@ -161,7 +157,9 @@ pub async fn run(
         existing = source::wait_for_release(&mut conn, &opts.slot, opts.slot_wait).await?;
     }
     let mut states = plan_tables(opts, &dest.client, &name, &tables, existing.is_none()).await?;
-    // The plan must outlive a destination crash once the slot exists (found by the soak).
+    // The plan must outlive a destination crash once the slot exists (found by the soak),
+    // and the stored progress, acknowledged to the source once streaming starts, too: one
+    // flush makes both durable.
     crate::state::make_durable(&dest.client).await?;
     let to_copy: Vec<PublishedTable> = tables
         .iter()

@@ -19,6 +19,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::SplitMix;
+
 /// What the proxy does to each new connection (changing it affects later connections).
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -64,27 +66,6 @@ struct Now {
     stall_until: Option<tokio::time::Instant>,
 }
 
-/// A small deterministic generator (SplitMix64).
-#[derive(Debug, Clone)]
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn within(&mut self, r: &Range<u64>) -> u64 {
-        if r.end <= r.start {
-            return r.start;
-        }
-        r.start + self.next() % (r.end - r.start)
-    }
-}
-
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `127.0.0.1:upstream_port`.
     pub fn start(upstream_port: u16, faults: Faults, seed: u64) -> FaultProxy {
@@ -104,7 +85,7 @@ impl FaultProxy {
                 .unwrap();
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).unwrap();
-                let mut draw = Draw(seed);
+                let mut draw = SplitMix(seed);
                 tokio::select! {
                     _ = stopped => {}
                     _ = accept(listener, upstream, f, c, now_rx, &mut draw) => {}
@@ -189,7 +170,7 @@ async fn accept(
     faults: Arc<Mutex<Faults>>,
     counters: Arc<Counters>,
     now: tokio::sync::watch::Receiver<Now>,
-    draw: &mut Draw,
+    draw: &mut SplitMix,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -200,7 +181,7 @@ async fn accept(
         let f = faults.lock().unwrap().clone();
         let plan = Plan {
             cut_at: f.cut_after.as_ref().map(|r| draw.within(r)),
-            reset: draw.next() % 100 < f.reset_percent,
+            reset: draw.below(100) < f.reset_percent,
             stall: f.stall.as_ref().map(|(r, d)| (draw.within(r), *d)),
             delay: f.delay,
         };

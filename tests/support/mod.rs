@@ -418,3 +418,32 @@ pub fn lazy_flushing_cluster() -> Cluster {
     })
     .expect("a destination cluster")
 }
+
+/// A small deterministic generator (SplitMix64), for seeded tests: the same seed draws
+/// the same numbers.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A number in `r` (its start when it is empty).
+    pub fn within(&mut self, r: &std::ops::Range<u64>) -> u64 {
+        if r.end <= r.start {
+            return r.start;
+        }
+        r.start + self.below(r.end - r.start)
+    }
+}
