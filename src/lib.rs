@@ -42,3 +42,15 @@ mod sync;
 mod verify;
 
 pub use lsn::Lsn;
+
+/// What the fuzz targets (`fuzz/`) reach beyond the public API; not part of it, and built
+/// only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::apply::sql;
+    pub use crate::apply::target::Col;
+    pub use crate::state::progress::stored_lsn;
+    pub use crate::state::tables::CopyState;
+    pub use crate::state::{VERSION, found_version, upgrade_steps};
+}

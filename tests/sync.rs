@@ -661,3 +661,34 @@ fn two_syncs_replicate_one_table_both_ways_without_sending_changes_back() {
         "pgsub's writes on b carry its origin"
     );
 }
+
+#[test]
+fn a_publication_named_with_a_backslash_a_quote_and_unicode_is_copied_and_streamed() {
+    // The replication grammar has no E'' strings: the publication list of
+    // START_REPLICATION must be a standard string even when a name holds a backslash.
+    let (s, d, db) = pair("sync_pub_name");
+    let publication = r#"pub\n "ü" it's"#;
+    let table = r#""Tab\le ""ü""""#;
+    let create = format!("CREATE TABLE {table} (id int PRIMARY KEY, v text)");
+    sql(s, &db, &create);
+    sql(d, &db, &create);
+    sql(
+        s,
+        &db,
+        &format!(
+            "INSERT INTO {table} VALUES (1, 'a'); CREATE PUBLICATION \"{}\" FOR TABLE {table}",
+            publication.replace('"', "\"\"")
+        ),
+    );
+    sync(s, d, &db, publication, &[]).expect_code(0);
+    sql(s, &db, &format!("INSERT INTO {table} VALUES (2, 'b\\c')"));
+    sync(s, d, &db, publication, &[]).expect_code(0);
+    assert_eq!(
+        rows(d, &db, &format!("SELECT id, v FROM {table} ORDER BY id")),
+        ["1|a", "2|b\\c"]
+    );
+    assert_eq!(
+        rows(d, &db, "SELECT publications[1] FROM pgsub.progress"),
+        [publication]
+    );
+}

@@ -18,7 +18,7 @@
 //! Publication names are identifiers: each is quoted as an identifier, and the list as a
 //! string literal, as the built-in subscriber does, so `MyPub` keeps its case.
 
-use crate::protocol::quote::{ident as escape_identifier, literal as escape_literal};
+use crate::protocol::quote::{ident as escape_identifier, replication_literal};
 
 /// `streaming`: how large in-progress transactions are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -190,7 +190,7 @@ impl StreamOptions {
             .join(",");
         let mut opts = vec![
             format!("proto_version '{}'", self.proto_version),
-            format!("publication_names {}", escape_literal(&pubs)),
+            format!("publication_names {}", replication_literal(&pubs)),
         ];
         let flag = |b: bool| if b { "'true'" } else { "'false'" };
         if let Some(b) = self.binary {

@@ -89,27 +89,56 @@ pub async fn version(client: &Client) -> Result<i32> {
         .await
         .map_err(err("looking for pgsub's tables on the destination"))?;
     let (meta, progress): (bool, bool) = (row.get(0), row.get(1));
-    if !meta {
-        return Ok(if progress { 1 } else { 0 });
+    let recorded: Option<i32> = if meta {
+        client
+            .query_opt("SELECT max(schema_version) FROM pgsub.meta", &[])
+            .await
+            .map_err(err("reading pgsub.meta"))?
+            .and_then(|r| r.get(0))
+    } else {
+        None
+    };
+    Ok(found_version(meta, progress, recorded))
+}
+
+/// The version of what was found: no tables is 0, `progress` without a recorded version
+/// is 1 (the first pgsub's, or an upgrade to 2 interrupted before it recorded itself: its
+/// steps run again, and they are idempotent).
+pub fn found_version(meta: bool, progress: bool, recorded: Option<i32>) -> i32 {
+    match (meta, recorded) {
+        (true, Some(v)) => v,
+        (_, None) | (false, _) => i32::from(progress),
     }
-    let v: Option<i32> = client
-        .query_opt("SELECT max(schema_version) FROM pgsub.meta", &[])
-        .await
-        .map_err(err("reading pgsub.meta"))?
-        .and_then(|r| r.get(0));
-    Ok(v.unwrap_or(1))
+}
+
+/// The steps that bring version `found` to [`VERSION`], in order; none when it is
+/// current; an error for a newer version (never misread) or one below 0.
+pub fn upgrade_steps(found: i32) -> Result<Vec<&'static str>> {
+    if found > VERSION {
+        return Err(Error::Config(format!(
+            "the destination's pgsub schema is version {found}, newer than this pgsub understands (version {VERSION}): run a pgsub at least as new as the one that wrote it"
+        )));
+    }
+    if found < 0 {
+        return Err(Error::Definite(format!(
+            "pgsub.meta records schema version {found}, which no pgsub writes: the row was changed by hand; set it to the version of the tables found"
+        )));
+    }
+    let mut steps = Vec::new();
+    if found < 1 {
+        steps.push(V1);
+    }
+    if found < 2 {
+        steps.push(V2);
+    }
+    Ok(steps)
 }
 
 /// Creates pgsub's schema, or upgrades it to [`VERSION`]; refuses a newer one.
 pub async fn setup(client: &Client) -> Result<()> {
     let found = version(client).await?;
-    if found == VERSION {
+    if upgrade_steps(found)?.is_empty() {
         return Ok(());
-    }
-    if found > VERSION {
-        return Err(Error::Config(format!(
-            "the destination's pgsub schema is version {found}, newer than this pgsub understands (version {VERSION}): run a pgsub at least as new as the one that wrote it"
-        )));
     }
     // One session upgrades at a time; the others find the work done.
     client
@@ -136,16 +165,11 @@ pub async fn setup(client: &Client) -> Result<()> {
 
 async fn upgrade(client: &Client) -> Result<()> {
     let found = version(client).await?;
-    if found < 1 {
+    for step in upgrade_steps(found)? {
         client
-            .batch_execute(V1)
+            .batch_execute(step)
             .await
-            .map_err(err("creating pgsub's progress tables on the destination"))?;
-    }
-    if found < 2 {
-        client.batch_execute(V2).await.map_err(err(
-            "upgrading pgsub's tables on the destination to version 2",
-        ))?;
+            .map_err(err("creating or upgrading pgsub's tables on the destination"))?;
     }
     client
         .batch_execute(&format!(
@@ -253,4 +277,44 @@ pub async fn make_durable(client: &Client) -> Result<()> {
             .map_err(err("flushing the destination's WAL past pgsub's state"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_earlier_version_is_upgraded_step_by_step_and_a_newer_one_refused() {
+        assert_eq!(found_version(false, false, None), 0);
+        assert_eq!(found_version(false, true, None), 1);
+        assert_eq!(found_version(true, true, None), 1);
+        assert_eq!(found_version(true, false, None), 0);
+        assert_eq!(found_version(true, true, Some(2)), 2);
+        assert_eq!(upgrade_steps(0).unwrap(), vec![V1, V2]);
+        assert_eq!(upgrade_steps(1).unwrap(), vec![V2]);
+        assert!(upgrade_steps(VERSION).unwrap().is_empty());
+        let newer = upgrade_steps(VERSION + 1).unwrap_err();
+        assert_eq!(newer.kind(), crate::error::ErrorKind::Config);
+        assert!(newer.to_string().contains("newer than this pgsub"));
+        assert_eq!(
+            upgrade_steps(-1).unwrap_err().kind(),
+            crate::error::ErrorKind::Definite
+        );
+    }
+
+    #[test]
+    fn stored_positions_that_are_not_positions_are_refused_never_read_as_zero() {
+        assert_eq!(
+            progress::stored_lsn("s", "16/B374D848").unwrap(),
+            "16/B374D848".parse().unwrap()
+        );
+        let e = progress::stored_lsn("s", "garbage").unwrap_err();
+        assert!(e.to_string().contains("\"garbage\""), "{e}");
+        let ready = tables::CopyState::decode("ready", None).unwrap();
+        assert!(ready.ready && ready.snapshot_lsn.is_none());
+        let copying = tables::CopyState::decode("copying", Some("0/10")).unwrap();
+        assert!(!copying.ready && copying.snapshot_lsn == Some("0/10".parse().unwrap()));
+        assert!(tables::CopyState::decode("done", None).is_err());
+        assert!(tables::CopyState::decode("ready", Some("x/y")).is_err());
+    }
 }

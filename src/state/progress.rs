@@ -7,7 +7,7 @@
 
 use tokio_postgres::Client;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::pg::SqlError;
 
@@ -78,12 +78,28 @@ pub async fn read(client: &Client, name: &str) -> Result<Option<Progress>> {
         )
         .await
         .map_err(|e| SqlError::new("reading pgsub.progress", e))?;
-    Ok(row.map(|r| Progress {
-        source_system_id: r.get(0),
-        slot: r.get(1),
-        publications: r.get(2),
-        applied_lsn: r.get::<_, String>(3).parse().unwrap_or_default(),
-    }))
+    row.map(|r| {
+        let lsn: String = r.get(3);
+        Ok(Progress {
+            source_system_id: r.get(0),
+            slot: r.get(1),
+            publications: r.get(2),
+            applied_lsn: stored_lsn(name, &lsn)?,
+        })
+    })
+    .transpose()
+}
+
+/// The `applied_lsn` of subscription `name` as stored (the text of a `pg_lsn`): a value
+/// that is not a position is refused, never read as 0/0 (which would apply everything
+/// again).
+pub fn stored_lsn(name: &str, text: &str) -> Result<Lsn> {
+    text.parse().map_err(|_| {
+        Error::Definite(format!(
+            "pgsub.progress of subscription {name:?} holds applied_lsn {text:?}, which is not a position: \
+             the row was changed by hand; correct it, or remove the subscription with `pgsub drop`"
+        ))
+    })
 }
 
 /// One row of `pgsub.progress`, for `status` and `verify`.
@@ -119,16 +135,19 @@ pub async fn rows(client: &Client) -> Result<Vec<ProgressRow>> {
         )
         .await
         .map_err(|e| SqlError::new("reading pgsub.progress", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| ProgressRow {
-            name: r.get(0),
-            source_system_id: r.get(1),
-            slot: r.get(2),
-            publications: r.get(3),
-            applied_lsn: r.get::<_, String>(4).parse().unwrap_or_default(),
-            commit_ts: r.get(5),
-            updated_at: r.get(6),
+    rows.iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let lsn: String = r.get(4);
+            Ok(ProgressRow {
+                applied_lsn: stored_lsn(&name, &lsn)?,
+                name,
+                source_system_id: r.get(1),
+                slot: r.get(2),
+                publications: r.get(3),
+                commit_ts: r.get(5),
+                updated_at: r.get(6),
+            })
         })
-        .collect())
+        .collect()
 }

@@ -91,24 +91,48 @@ pub async fn forget(client: &Client, name: &str, relations: &[String]) -> Result
 pub async fn states(client: &Client, name: &str) -> Result<HashMap<String, CopyState>> {
     let rows = client
         .query(
-            "SELECT relation, state = 'ready', snapshot_lsn::text FROM pgsub.tables WHERE name = $1",
+            "SELECT relation, state, snapshot_lsn::text FROM pgsub.tables WHERE name = $1",
             &[&name],
         )
         .await
         .map_err(err("reading pgsub.tables".into()))?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
+            let relation: String = r.get(0);
+            let state: String = r.get(1);
             let lsn: Option<String> = r.get(2);
-            (
-                r.get::<_, String>(0),
-                CopyState {
-                    ready: r.get(1),
-                    snapshot_lsn: lsn.and_then(|l| l.parse().ok()),
-                },
-            )
+            let copy = CopyState::decode(&state, lsn.as_deref())
+                .map_err(|e| Error::Definite(format!("pgsub.tables row of {relation}: {e}")))?;
+            Ok((relation, copy))
         })
-        .collect())
+        .collect()
+}
+
+impl CopyState {
+    /// A row's `state` and `snapshot_lsn` as stored (text). Anything but `copying` or
+    /// `ready`, or a snapshot position that is not one, is refused: read as "ready without
+    /// a snapshot" it would apply every change of the table again, over its copy.
+    pub fn decode(state: &str, snapshot_lsn: Option<&str>) -> std::result::Result<Self, String> {
+        let ready = match state {
+            "ready" => true,
+            "copying" => false,
+            other => {
+                return Err(format!(
+                    "state {other:?} is neither copying nor ready (written by a newer pgsub, or by hand)"
+                ));
+            }
+        };
+        let snapshot_lsn = snapshot_lsn
+            .map(|l| {
+                l.parse::<Lsn>()
+                    .map_err(|_| format!("snapshot_lsn {l:?} is not a position"))
+            })
+            .transpose()?;
+        Ok(CopyState {
+            ready,
+            snapshot_lsn,
+        })
+    }
 }
 
 /// Marks `relation` copied under `snapshot_lsn`, in the transaction that holds its data.
