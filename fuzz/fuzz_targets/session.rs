@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
                 msg,
                 unit_end,
             }) => {
-                let line = pgsub::json::message(&header, &msg, session.relations());
+                let line = pgsub::output::json::message(&header, &msg, session.relations());
                 let _ = line.to_string();
                 if let (true, Some(end)) = (apply, unit_end) {
                     session

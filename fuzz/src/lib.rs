@@ -5,6 +5,9 @@
 //! `proto-fixtures/`. Nothing here is fuzzed itself; it only has to agree between the
 //! targets and the seeds, so that a seed means to a target what the seed builder meant.
 
+pub mod sql_lex;
+pub mod walsender;
+
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};

@@ -22,6 +22,11 @@ impl Conninfo {
             .map(|(key, value)| {
                 if is_secret_key(key) {
                     format!("{key}={REDACTED}")
+                } else if matches!(key, "host" | "hostaddr" | "port") {
+                    // A list: each element scrubbed on its own, so that a secret-looking
+                    // run cannot swallow a comma and change how many hosts there are.
+                    let list: Vec<String> = value.split(',').map(scrub).collect();
+                    format!("{key}={}", quote_value(&list.join(",")))
                 } else {
                     format!("{key}={}", quote_value(&scrub(&value)))
                 }

@@ -185,3 +185,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_host_that_looks_like_a_secret_is_hidden_without_merging_the_host_list() {
+    // Found by the conninfo fuzz target: scrubbing the host list as one value let the
+    // hidden run swallow the comma, so the redacted form named one host and two ports.
+    let info = parse("postgresql://u@[a?password=x]:5432,b/db");
+    assert_eq!(info.hosts.len(), 2);
+    let redacted = info.redacted();
+    assert!(!redacted.contains("password=x"), "{redacted}");
+    assert_eq!(parse(&redacted).hosts.len(), 2, "{redacted}");
+}

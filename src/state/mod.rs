@@ -166,10 +166,9 @@ pub async fn setup(client: &Client) -> Result<()> {
 async fn upgrade(client: &Client) -> Result<()> {
     let found = version(client).await?;
     for step in upgrade_steps(found)? {
-        client
-            .batch_execute(step)
-            .await
-            .map_err(err("creating or upgrading pgsub's tables on the destination"))?;
+        client.batch_execute(step).await.map_err(err(
+            "creating or upgrading pgsub's tables on the destination",
+        ))?;
     }
     client
         .batch_execute(&format!(
