@@ -361,3 +361,114 @@ fn child_running(child: &std::process::Child) -> bool {
             .unwrap_or_default()
             .contains(") Z ")
 }
+
+/// A small tmpfs, unmounted when dropped; none where this process may not mount one.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(name: &str, megabytes: u32) -> Option<SmallDisk> {
+        if !pgsub_testkit::running_as_root() {
+            return None;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("pgsub-small-disk-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={megabytes}m,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        if let Ok(Some(user)) = pgsub_testkit::server_user() {
+            user.chown_tree(&dir)
+                .expect("giving the small disk to the server's user");
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn grow(&self, megabytes: u32) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={megabytes}m")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not grow the small disk");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_destination_out_of_disk_space_stops_pgsub_with_what_to_do_and_nothing_acknowledged_past_it() {
+    // The destination table lives in a tablespace on a 4 MiB tmpfs: the backlog does not
+    // fit. Needs root and the right to mount (as on CI and in this project's container);
+    // elsewhere the test says so and checks nothing.
+    let (s, d, db) = pair("faults_disk_full");
+    let Some(disk) = SmallDisk::mount(&db, 4) else {
+        eprintln!("skipped: this process may not mount a tmpfs to fill");
+        return;
+    };
+    let space = format!("ts_{db}");
+    sql(
+        d,
+        &db,
+        &format!(
+            "CREATE TABLESPACE {space} LOCATION '{}'; \
+             CREATE TABLE t (id int PRIMARY KEY, pad text) TABLESPACE {space}",
+            disk.0.display()
+        ),
+    );
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, pad text); \
+         INSERT INTO t SELECT i, 'x' FROM generate_series(1, 100) i; \
+         CREATE PUBLICATION p FOR TABLE t",
+    );
+    let args = |extra: &[&str]| sync_args(&s.conninfo(&db), &d.conninfo(&db), "p", &db, extra);
+    run_args(&args(&["--create-slot", "--until", "caught-up"])).expect_code(0);
+    // 8 MiB of rows that do not compress (1 KiB each, below the TOAST threshold).
+    sql(
+        s,
+        &db,
+        "INSERT INTO t SELECT i, (SELECT string_agg(md5(i::text || j::text), '') FROM generate_series(1, 32) j) \
+         FROM generate_series(101, 8100) i",
+    );
+    let out = run_args(&args(&["--until", "caught-up"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("53100") && out.stderr.contains("out of disk space"),
+        "{}",
+        out.stderr
+    );
+    let applied: pgsub::Lsn = sql(d, &db, "SELECT applied_lsn FROM pgsub.progress")
+        .trim()
+        .parse()
+        .unwrap();
+    let acknowledged = confirmed_flush(s, &db, &db);
+    assert!(
+        acknowledged <= applied,
+        "the slot was acknowledged to {acknowledged}, past the applied {applied}"
+    );
+    // Space again: the next run resumes and nothing is missing or doubled.
+    disk.grow(64);
+    run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    let rows = "SELECT count(*) || ':' || md5(string_agg(id || pad, ',' ORDER BY id)) FROM t";
+    assert_eq!(sql(d, &db, rows), sql(s, &db, rows));
+    assert!(sql(d, &db, rows).starts_with("8100:"));
+    sql(d, &db, &format!("DROP TABLE t; DROP TABLESPACE {space}"));
+}

@@ -35,6 +35,11 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             if let Some(w) = db.where_().filter(|w| w.starts_with("COPY ")) {
                 s.push_str(&format!("; CONTEXT: {w}"));
             }
+            if db.code().code() == sqlstate::DISK_FULL {
+                s.push_str(
+                    ". The server is out of disk space: free some or grow its volume, then run pgsub again; it resumes after the last transaction it applied, and nothing later was acknowledged",
+                );
+            }
             s
         }
         None => e.to_string(),

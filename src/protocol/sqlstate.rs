@@ -37,6 +37,8 @@ pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// configuration_limit_exceeded (max_replication_slots reached)
 pub const CONFIGURATION_LIMIT_EXCEEDED: &str = "53400";
+/// `disk_full`: a server could not extend a file.
+pub const DISK_FULL: &str = "53100";
 /// undefined_file (slot file missing …)
 pub const UNDEFINED_FILE: &str = "58P01";
 /// `unique_violation`.
