@@ -414,3 +414,99 @@ fn conflicts_are_counted_logged_shown_and_stop_pgsub_where_the_built_in_worker_s
         "3"
     );
 }
+
+#[test]
+fn an_insert_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgresql_18_counts_it() {
+    // The oracle is PostgreSQL 18's own worker, which names the kind and counts it in
+    // pg_stat_subscription_stats; source and destinations share one PostgreSQL 18 cluster.
+    let c = major_cluster(18);
+    let db = c.create_database("conflicts_multi").unwrap();
+    let (native, mine) = (format!("{db}_n"), format!("{db}_p"));
+    let table = "CREATE TABLE c (k int PRIMARY KEY, u int UNIQUE, v text)";
+    sql(
+        c,
+        &db,
+        &format!("{table}; CREATE PUBLICATION p FOR TABLE c"),
+    );
+    for d in [&native, &mine] {
+        sql(c, "postgres", &format!("CREATE DATABASE {d}"));
+        sql(c, d, table);
+    }
+    sql(
+        c,
+        &db,
+        &format!("SELECT 1 FROM pg_create_logical_replication_slot('{native}', 'pgoutput')"),
+    );
+    sql(
+        c,
+        &native,
+        &format!(
+            "CREATE SUBSCRIPTION s CONNECTION '{}' PUBLICATION p \
+             WITH (create_slot = false, slot_name = '{native}', copy_data = false)",
+            c.conninfo(&db)
+        ),
+    );
+    let args = |extra: &[&str]| sync_args(&c.conninfo(&db), &c.conninfo(&mine), "p", &mine, extra);
+    run_args(&args(&["--create-slot", "--until", "caught-up"])).expect_code(0);
+    // The incoming row (42, 7) meets one local row by its key and another by `u`.
+    for d in [&native, &mine] {
+        sql(
+            c,
+            d,
+            "INSERT INTO c VALUES (42, 1, 'local'), (43, 7, 'local')",
+        );
+    }
+    sql(
+        c,
+        &db,
+        "INSERT INTO c VALUES (1, 100, 'fine'), (42, 7, 'remote')",
+    );
+    let stats = |kind: &str| {
+        sql(
+            c,
+            &native,
+            &format!("SELECT confl_{kind} FROM pg_stat_subscription_stats WHERE subname = 's'"),
+        )
+    };
+    eventually(
+        "the built-in worker meets the conflict",
+        std::time::Duration::from_secs(60),
+        || stats("multiple_unique_conflicts") != "0",
+    );
+    assert_eq!(stats("insert_exists"), "0");
+    let stopped = run_args(&args(&["--until", "caught-up"]));
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("multiple_unique_conflicts"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(
+        sql(c, &mine, "SELECT kind, count FROM pgsub.conflicts"),
+        "multiple_unique_conflicts|1"
+    );
+    assert_eq!(
+        sql(c, &mine, "SELECT count(*) FROM c WHERE v = 'fine'"),
+        "0"
+    );
+    // With one of the two local rows gone, it is an insert_exists, for both.
+    for d in [&native, &mine] {
+        sql(c, d, "DELETE FROM c WHERE k = 43");
+    }
+    eventually(
+        "the built-in worker meets the other conflict",
+        std::time::Duration::from_secs(60),
+        || stats("insert_exists") != "0",
+    );
+    let stopped = run_args(&args(&["--until", "caught-up"]));
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert_eq!(
+        sql(
+            c,
+            &mine,
+            "SELECT kind, count FROM pgsub.conflicts ORDER BY kind"
+        ),
+        "insert_exists|1\nmultiple_unique_conflicts|1"
+    );
+    sql(c, &native, "ALTER SUBSCRIPTION s DISABLE");
+}

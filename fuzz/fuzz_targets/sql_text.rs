@@ -1,6 +1,7 @@
 //! Fuzz target for the SQL text pgsub builds from names it did not choose: the apply
 //! statements (`COPY`, set-based `UPDATE`/`DELETE`, the probes, the REPLICA IDENTITY FULL
-//! forms, `TRUNCATE` and its `DELETE` fallback in a `DO` block), the replication commands
+//! forms, `TRUNCATE` and its `DELETE` fallback in a `DO` block, the count of unique
+//! indexes a failed insert hit), the replication commands
 //! (`CREATE_REPLICATION_SLOT`, `START_REPLICATION` with its publication list) and the
 //! quoting functions themselves. Names come from the input (any UTF-8 but NUL, which no
 //! PostgreSQL name holds), mixed with reserved words, quotes, backslashes and dollar
@@ -136,6 +137,12 @@ fn statements(n: &[String], casts: &[&str], shape: &Shape) -> Vec<(Dialect, Stri
         sql::delete_full(&table, only, &refs, &nulls),
         sql::truncate(&tables, shape.restart),
         sql::truncate_or_delete(&tables, shape.restart),
+        sql::unique_conflicts(
+            &table,
+            only,
+            &refs,
+            &[vec![0], (0..refs.len()).rev().collect()],
+        ),
     ];
     if !keys.is_empty() {
         out.push(sql::update_by_key(&table, only, keys, set));

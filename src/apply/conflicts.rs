@@ -12,10 +12,15 @@
 //! | `update_exists`             | an update hits an existing unique key  | stop (error)  |
 //! | `update_missing`            | an update finds no row                 | skip, logged  |
 //! | `delete_missing`            | a delete finds no row                  | skip, logged  |
+//! | `multiple_unique_conflicts` | an insert hits existing rows on more   | stop (error)  |
+//! |                             | than one unique index                  |               |
 //!
-//! pgsub does not tell `multiple_unique_conflicts` from `insert_exists` (the destination
-//! names the first unique index violated), nor the `*_origin_differs` kinds (it does not
-//! read the origin of destination rows).
+//! The destination names only the first unique index an insert violates: after the
+//! rollback pgsub asks it how many of the table's unique indexes (immediate, on plain
+//! columns) the rows of the failed run hit, as PostgreSQL 18's worker checks each one. An
+//! update that hits more than one is still reported as `update_exists`, and the
+//! `*_origin_differs` kinds are not detected (pgsub does not read the origin of
+//! destination rows).
 
 use std::collections::BTreeMap;
 
@@ -67,6 +72,9 @@ impl Conflicts {
         let what = match kind {
             ConflictKind::InsertExists | ConflictKind::UpdateExists => {
                 "hit an existing unique key on the destination"
+            }
+            ConflictKind::MultipleUniqueConflicts => {
+                "hit existing rows on more than one unique index of the destination"
             }
             ConflictKind::UpdateMissing => "found no row to update on the destination",
             ConflictKind::DeleteMissing => "found no row to delete on the destination",

@@ -124,6 +124,8 @@ pub struct Failed {
     pub kind: Kind,
     /// Source relation (0 for plain statements).
     pub relid: u32,
+    /// The rows of a failed COPY (COPY text), to tell which unique indexes they hit.
+    pub copy: Option<Bytes>,
 }
 
 enum Job {
@@ -236,10 +238,21 @@ async fn run(client: Arc<Client>, mut rx: mpsc::Receiver<Job>) {
             }
             _ => (Kind::Other, 0),
         };
+        let copy = match &job {
+            Job::Copy { data, .. } => Some(data.clone()),
+            _ => None,
+        };
         match perform(&client, job).await {
             Ok(Some(o)) => done.push(o),
             Ok(None) => {}
-            Err(error) => failed = Some(Failed { error, kind, relid }),
+            Err(error) => {
+                failed = Some(Failed {
+                    error,
+                    kind,
+                    relid,
+                    copy,
+                })
+            }
         }
     }
 }

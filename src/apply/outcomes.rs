@@ -66,17 +66,31 @@ impl ApplySink {
         let table = target.as_ref().map_or("?".to_owned(), |t| t.name.clone());
         match code.as_deref() {
             Some(sqlstate::UNIQUE_VIOLATION | sqlstate::EXCLUSION_VIOLATION) => {
-                let kind = if f.kind == Kind::Insert {
-                    ConflictKind::InsertExists
-                } else {
-                    ConflictKind::UpdateExists
+                let multiple = match (&target, &f.copy) {
+                    (Some(t), Some(data)) if f.kind == Kind::Insert => {
+                        self.unique_indexes_hit(t, data).await >= 2
+                    }
+                    _ => false,
+                };
+                let kind = match f.kind {
+                    _ if multiple => ConflictKind::MultipleUniqueConflicts,
+                    Kind::Insert => ConflictKind::InsertExists,
+                    _ => ConflictKind::UpdateExists,
                 };
                 let detail = f.error.source.as_db_error().and_then(|d| d.detail());
                 let key = conflicts::key_of_violation(detail);
                 self.conflicts
                     .record(kind, &table, 1, key.as_slice(), false);
+                let (exists, rows) = if multiple {
+                    (
+                        "and the key of another unique index of the row already exist",
+                        "rows",
+                    )
+                } else {
+                    ("already exists", "row")
+                };
                 let msg = format!(
-                    "{} on {table}: {} already exists on the destination ({}); the built-in worker stops here too. Nothing of this transaction is applied or acknowledged: remove or change the destination's conflicting row, then run pgsub again",
+                    "{} on {table}: {} {exists} on the destination ({}); the built-in worker stops here too. Nothing of this transaction is applied or acknowledged: remove or change the destination's conflicting {rows}, then run pgsub again",
                     kind.name(),
                     key.as_deref().unwrap_or("a key"),
                     crate::pg::describe(&f.error.source)
@@ -92,6 +106,62 @@ impl ApplySink {
                 self.stop(Error::Config(msg)).await
             }
             _ => Error::from(f.error),
+        }
+    }
+
+    /// How many unique indexes of `target` the row a failed COPY (`data`) stopped at
+    /// hits among the destination's rows, asked after rolling the failed transaction
+    /// back; 0 when that cannot be told (logged).
+    async fn unique_indexes_hit(&mut self, target: &Target, data: &Bytes) -> u64 {
+        let _ = self.dest.client.batch_execute("ROLLBACK").await;
+        let written = target.written();
+        let cols = target.cols_at(&written);
+        let indexes = match self
+            .dest
+            .client
+            .query(
+                "SELECT array_agg(a.attname::text ORDER BY k.n) FROM pg_catalog.pg_index i \
+                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1::text::regclass AND i.indisunique AND i.indimmediate \
+                 AND i.indpred IS NULL AND i.indexprs IS NULL GROUP BY i.indexrelid",
+                &[&target.table],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(table = %target.name, "could not read the unique indexes to classify a conflict: {e}");
+                return 0;
+            }
+        };
+        // Each index as positions among the written columns; one on a column pgsub does
+        // not write cannot be hit by the copied values.
+        let indexes: Vec<Vec<usize>> = indexes
+            .iter()
+            .filter_map(|r| {
+                let names: Vec<String> = r.get(0);
+                names
+                    .iter()
+                    .map(|n| cols.iter().position(|c| &c.name == n))
+                    .collect()
+            })
+            .collect();
+        if indexes.len() < 2 {
+            return indexes.len() as u64;
+        }
+        let values = sql::copy_text_columns(data, cols.len());
+        let query = sql::unique_conflicts(&target.table, target.only, &cols, &indexes);
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        match self.dest.client.query_one(&query, &params).await {
+            Ok(row) => row.get::<_, i32>(0).max(0) as u64,
+            Err(e) => {
+                tracing::warn!(table = %target.name, "could not count the unique indexes a conflict hit: {e}");
+                0
+            }
         }
     }
 

@@ -38,6 +38,74 @@ pub fn copy_text_value(value: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
+/// The rows of COPY text as [`copy_text_value`] writes them, column by column (`ncols`
+/// columns; `None` for `\N`): the inverse, for the rows of a COPY that failed.
+pub fn copy_text_columns(data: &[u8], ncols: usize) -> Vec<Vec<Option<String>>> {
+    let mut cols = vec![Vec::new(); ncols];
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for (i, field) in line.split(|&b| b == b'\t').enumerate().take(ncols) {
+            if field == b"\\N" {
+                cols[i].push(None);
+                continue;
+            }
+            let mut v = Vec::with_capacity(field.len());
+            let mut bytes = field.iter();
+            while let Some(&b) = bytes.next() {
+                if b != b'\\' {
+                    v.push(b);
+                    continue;
+                }
+                match bytes.next() {
+                    Some(b'n') => v.push(b'\n'),
+                    Some(b'r') => v.push(b'\r'),
+                    Some(b't') => v.push(b'\t'),
+                    Some(&other) => v.push(other),
+                    None => v.push(b'\\'),
+                }
+            }
+            cols[i].push(Some(String::from_utf8_lossy(&v).into_owned()));
+        }
+    }
+    cols
+}
+
+/// For rows given as one `text[]` parameter per column of `cols`, in the order they were
+/// inserted: how many unique indexes the first row that conflicts at all conflicts on
+/// (the row the insert stopped at), each index given by the positions of its columns in
+/// `cols`; 0 when none does. A NULL conflicts with nothing (unique indexes treat NULLs
+/// as distinct by default). 2 or more is PostgreSQL 18's `multiple_unique_conflicts`.
+pub fn unique_conflicts(table: &str, only: &str, cols: &[&Col], indexes: &[Vec<usize>]) -> String {
+    let params = (1..=cols.len())
+        .map(|i| format!("${i}::text[]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (1..=cols.len())
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hits = indexes
+        .iter()
+        .map(|index| {
+            let matches = index
+                .iter()
+                .map(|&p| format!("t.{} = u.c{}::{}", cols[p].ident(), p + 1, cols[p].cast))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!("(EXISTS (SELECT FROM {only}{table} AS t WHERE {matches}))::int")
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let hits = if hits.is_empty() {
+        "0".to_owned()
+    } else {
+        hits
+    };
+    format!(
+        "SELECT coalesce((SELECT h FROM (SELECT {hits} AS h, u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o)) AS x \
+         WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+    )
+}
+
 fn list(cols: &[&Col]) -> String {
     cols.iter()
         .map(|c| c.ident())
@@ -261,6 +329,37 @@ mod tests {
             write: true,
             identity_always: false,
         }
+    }
+
+    #[test]
+    fn copy_text_reads_back_column_by_column() {
+        let mut data = Vec::new();
+        for row in [[Some(&b"a\tb\\c"[..]), None], [Some(b"x\ny"), Some(b"\\N")]] {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    data.push(b'\t');
+                }
+                copy_text_value(*v, &mut data);
+            }
+            data.push(b'\n');
+        }
+        let cols = copy_text_columns(&data, 2);
+        assert_eq!(
+            cols[0],
+            [Some("a\tb\\c".to_owned()), Some("x\ny".to_owned())]
+        );
+        assert_eq!(cols[1], [None, Some("\\N".to_owned())]);
+    }
+
+    #[test]
+    fn unique_conflicts_add_one_exists_per_index() {
+        let (k, u) = (col("k", "integer"), col("u", "text"));
+        assert_eq!(
+            unique_conflicts("s.t", "ONLY ", &[&k, &u], &[vec![0], vec![1, 0]]),
+            "SELECT coalesce((SELECT h FROM (SELECT (EXISTS (SELECT FROM ONLY s.t AS t WHERE t.\"k\" = u.c1::integer))::int + \
+             (EXISTS (SELECT FROM ONLY s.t AS t WHERE t.\"u\" = u.c2::text AND t.\"k\" = u.c1::integer))::int AS h, u.o \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(c1, c2, o)) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum ConflictKind {
     UpdateMissing,
     /// A delete found no row.
     DeleteMissing,
+    /// An insert hit existing rows on more than one unique index.
+    MultipleUniqueConflicts,
 }
 
 impl ConflictKind {
@@ -34,15 +36,17 @@ impl ConflictKind {
             ConflictKind::UpdateExists => "update_exists",
             ConflictKind::UpdateMissing => "update_missing",
             ConflictKind::DeleteMissing => "delete_missing",
+            ConflictKind::MultipleUniqueConflicts => "multiple_unique_conflicts",
         }
     }
 
     /// Every kind.
-    pub const ALL: [ConflictKind; 4] = [
+    pub const ALL: [ConflictKind; 5] = [
         ConflictKind::InsertExists,
         ConflictKind::UpdateExists,
         ConflictKind::UpdateMissing,
         ConflictKind::DeleteMissing,
+        ConflictKind::MultipleUniqueConflicts,
     ];
 }
 
