@@ -70,8 +70,17 @@ pub fn pgsub() -> Command {
     cmd
 }
 
-/// Waits for `child` up to `limit`, killing it when the limit passes.
-pub fn wait(mut child: Child, limit: Duration) -> Run {
+type Drains = (
+    std::thread::JoinHandle<String>,
+    std::thread::JoinHandle<String>,
+);
+
+/// The threads reading the output of the children [`start`] started, by pid: a child
+/// that logs more than a pipe holds (64 kB) before [`wait`] would otherwise block on its
+/// next write to stderr, and look hung.
+static DRAINS: std::sync::Mutex<Vec<(u32, Drains)>> = std::sync::Mutex::new(Vec::new());
+
+fn drain(child: &mut Child) -> Drains {
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let out_t = std::thread::spawn(move || {
@@ -88,6 +97,18 @@ pub fn wait(mut child: Child, limit: Duration) -> Run {
         }
         s
     });
+    (out_t, err_t)
+}
+
+/// Waits for `child` up to `limit`, killing it when the limit passes.
+pub fn wait(mut child: Child, limit: Duration) -> Run {
+    let started = {
+        let mut all = DRAINS.lock().expect("drains");
+        all.iter()
+            .position(|(pid, _)| *pid == child.id())
+            .map(|i| all.swap_remove(i).1)
+    };
+    let (out_t, err_t) = started.unwrap_or_else(|| drain(&mut child));
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait for pgsub") {
@@ -108,13 +129,18 @@ pub fn wait(mut child: Child, limit: Duration) -> Run {
     }
 }
 
-/// Starts a prepared pgsub command in the background, its output captured for [`wait`].
+/// Starts a prepared pgsub command in the background, its output read from the start
+/// and kept for [`wait`].
 pub fn start(cmd: &mut Command) -> Child {
-    cmd.stdin(Stdio::null())
+    let mut child = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start pgsub")
+        .expect("start pgsub");
+    let drains = drain(&mut child);
+    DRAINS.lock().expect("drains").push((child.id(), drains));
+    child
 }
 
 /// Asks a running pgsub to stop, as an operator's SIGTERM would.
