@@ -25,17 +25,13 @@ use std::time::{Duration, Instant};
 
 use pgsub_testkit::{Cluster, ClusterOptions};
 use support::fault_proxy::{FaultProxy, Faults};
-use support::{pgsub, start, terminate, wait};
+use support::{pgsub, sql as psql, start, terminate, wait};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn psql(c: &Cluster, db: &str, sql: &str) -> String {
-    c.psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn count(c: &Cluster, db: &str) -> u64 {

@@ -55,6 +55,11 @@ impl<'a> Choices<'a> {
 const TS: PgTimestamp = PgTimestamp(850_000_000_000_000);
 const RELIDS: [u32; 4] = [16_384, 16_390, 16_401, 24_576];
 
+/// The end of a unit whose closing record is at `at` (a commit record's size, about).
+fn end_of(at: Lsn) -> Lsn {
+    Lsn(at.0 + 0x28)
+}
+
 /// One generated session: its CopyData payloads, and the `end_lsn` of every unit in
 /// them, in order.
 #[derive(Debug, Default)]
@@ -210,25 +215,25 @@ impl Gen<'_, '_> {
         self.script.unit_ends.push(end);
     }
 
-    fn regular(&mut self) {
-        let xid = self.xid();
+    /// A transaction around rows of its own: `open` (given the closing record's position
+    /// and the unit's end) sent at the first position, an Origin message after it when
+    /// `origin` and the input say so, the rows, then `close` at its position. The opening
+    /// message names the closing position, which comes after the rows: they are
+    /// generated into a scratch script first. Returns the unit's end.
+    fn framed(
+        &mut self,
+        origin: bool,
+        open: impl FnOnce(Lsn, Lsn) -> PgOutput,
+        close: impl FnOnce(Lsn, Lsn) -> PgOutput,
+    ) -> Lsn {
         let first = self.advance();
-        // The Begin names the commit's position, which comes after the rows: generate
-        // the rows into a scratch script first.
         let mark = self.script.payloads.len();
         self.changes(None);
         let rows = self.script.payloads.split_off(mark);
-        let commit_lsn = self.advance();
-        let end = Lsn(commit_lsn.0 + 0x28);
-        self.send(
-            first,
-            &PgOutput::Begin(Begin {
-                final_lsn: commit_lsn,
-                commit_ts: TS,
-                xid,
-            }),
-        );
-        if self.c.pick(4) == 0 {
+        let closing = self.advance();
+        let end = end_of(closing);
+        self.send(first, &open(closing, end));
+        if origin && self.c.pick(4) == 0 {
             self.send(
                 first,
                 &PgOutput::Origin(Origin {
@@ -239,16 +244,31 @@ impl Gen<'_, '_> {
         }
         self.script.payloads.extend(rows);
         self.lsn = end.0;
-        self.send(
-            commit_lsn,
-            &PgOutput::Commit(Commit {
-                flags: 0,
-                commit_lsn,
-                end_lsn: end,
-                commit_ts: TS,
-            }),
-        );
+        self.send(closing, &close(closing, end));
         self.unit_end(end);
+        end
+    }
+
+    fn regular(&mut self) {
+        let xid = self.xid();
+        self.framed(
+            true,
+            |final_lsn, _| {
+                PgOutput::Begin(Begin {
+                    final_lsn,
+                    commit_ts: TS,
+                    xid,
+                })
+            },
+            |commit_lsn, end_lsn| {
+                PgOutput::Commit(Commit {
+                    flags: 0,
+                    commit_lsn,
+                    end_lsn,
+                    commit_ts: TS,
+                })
+            },
+        );
     }
 
     fn xid(&mut self) -> u32 {
@@ -287,7 +307,7 @@ impl Gen<'_, '_> {
         }
         let xid = self.streaming[self.c.pick(self.streaming.len())];
         let at = self.advance();
-        let end = Lsn(at.0 + 0x28);
+        let end = end_of(at);
         match self.c.pick(4) {
             0 => {
                 self.streaming.retain(|x| *x != xid);
@@ -343,36 +363,28 @@ impl Gen<'_, '_> {
     fn two_phase(&mut self) {
         let xid = self.xid();
         let gid = format!("g{xid}'\"ü");
-        let first = self.advance();
-        let mark = self.script.payloads.len();
-        self.changes(None);
-        let rows = self.script.payloads.split_off(mark);
-        let prepare_lsn = self.advance();
-        let end = Lsn(prepare_lsn.0 + 0x28);
-        self.send(
-            first,
-            &PgOutput::BeginPrepare(BeginPrepare {
-                prepare_lsn,
-                end_lsn: end,
-                prepare_ts: TS,
-                xid,
-                gid: gid.clone(),
-            }),
+        let end = self.framed(
+            false,
+            |prepare_lsn, end_lsn| {
+                PgOutput::BeginPrepare(BeginPrepare {
+                    prepare_lsn,
+                    end_lsn,
+                    prepare_ts: TS,
+                    xid,
+                    gid: gid.clone(),
+                })
+            },
+            |prepare_lsn, end_lsn| {
+                PgOutput::Prepare(Prepare {
+                    flags: 0,
+                    prepare_lsn,
+                    end_lsn,
+                    prepare_ts: TS,
+                    xid,
+                    gid: gid.clone(),
+                })
+            },
         );
-        self.script.payloads.extend(rows);
-        self.lsn = end.0;
-        self.send(
-            prepare_lsn,
-            &PgOutput::Prepare(Prepare {
-                flags: 0,
-                prepare_lsn,
-                end_lsn: end,
-                prepare_ts: TS,
-                xid,
-                gid: gid.clone(),
-            }),
-        );
-        self.unit_end(end);
         self.prepared.push((xid, gid, end));
     }
 
@@ -382,7 +394,7 @@ impl Gen<'_, '_> {
         }
         let (xid, gid, prepare_end) = self.prepared.remove(self.c.pick(self.prepared.len()));
         let at = self.advance();
-        let end = Lsn(at.0 + 0x28);
+        let end = end_of(at);
         self.lsn = end.0;
         let msg = if self.c.pick(2) == 0 {
             PgOutput::CommitPrepared(CommitPrepared {

@@ -17,9 +17,9 @@
 //!
 //! The destination names only the first unique index an insert violates: after the
 //! rollback pgsub asks it how many of the table's unique indexes (immediate, on plain
-//! columns) the rows of the failed run hit, as PostgreSQL 18's worker checks each one. An
-//! update that hits more than one is still reported as `update_exists`, and the
-//! `*_origin_differs` kinds are not detected (pgsub does not read the origin of
+//! columns) the row the failed COPY stopped at hits, as PostgreSQL 18's worker checks
+//! each one. An update that hits more than one is still reported as `update_exists`, and
+//! the `*_origin_differs` kinds are not detected (pgsub does not read the origin of
 //! destination rows).
 
 use std::collections::BTreeMap;
