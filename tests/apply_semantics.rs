@@ -6,6 +6,7 @@
 
 mod support;
 
+use pgsub_testkit::{Cluster, ClusterOptions};
 use support::oracle::{Native, Twin};
 use support::*;
 
@@ -416,7 +417,7 @@ fn conflicts_are_counted_logged_shown_and_stop_pgsub_where_the_built_in_worker_s
 }
 
 #[test]
-fn an_insert_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgresql_18_counts_it() {
+fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgresql_18_counts_it() {
     // The oracle is PostgreSQL 18's own worker, which names the kind and counts it in
     // pg_stat_subscription_stats; source and destinations share one PostgreSQL 18 cluster.
     let c = major_cluster(18);
@@ -468,21 +469,35 @@ fn an_insert_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgre
             &format!("SELECT confl_{kind} FROM pg_stat_subscription_stats WHERE subname = 's'"),
         )
     };
-    eventually(
+    let both = |q: &str| {
+        for d in [&native, &mine] {
+            sql(c, d, q);
+        }
+    };
+    let meets = |what: &str, kind: &str, n: &str| {
+        eventually(what, std::time::Duration::from_secs(60), || {
+            stats(kind) == n
+        })
+    };
+    // pgsub stops where the built-in worker does; what it counted so far, by kind.
+    let stops = |kind: &str| {
+        let stopped = run_args(&args(&["--until", "caught-up"]));
+        assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+        assert!(stopped.stderr.contains(kind), "{}", stopped.stderr);
+        sql(
+            c,
+            &mine,
+            "SELECT kind, count FROM pgsub.conflicts ORDER BY kind",
+        )
+    };
+    meets(
         "the built-in worker meets the conflict",
-        std::time::Duration::from_secs(60),
-        || stats("multiple_unique_conflicts") != "0",
+        "multiple_unique_conflicts",
+        "1",
     );
     assert_eq!(stats("insert_exists"), "0");
-    let stopped = run_args(&args(&["--until", "caught-up"]));
-    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
-    assert!(
-        stopped.stderr.contains("multiple_unique_conflicts"),
-        "{}",
-        stopped.stderr
-    );
     assert_eq!(
-        sql(c, &mine, "SELECT kind, count FROM pgsub.conflicts"),
+        stops("multiple_unique_conflicts"),
         "multiple_unique_conflicts|1"
     );
     assert_eq!(
@@ -490,23 +505,176 @@ fn an_insert_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgre
         "0"
     );
     // With one of the two local rows gone, it is an insert_exists, for both.
-    for d in [&native, &mine] {
-        sql(c, d, "DELETE FROM c WHERE k = 43");
-    }
-    eventually(
+    both("DELETE FROM c WHERE k = 43");
+    meets(
         "the built-in worker meets the other conflict",
-        std::time::Duration::from_secs(60),
-        || stats("insert_exists") != "0",
+        "insert_exists",
+        "1",
     );
-    let stopped = run_args(&args(&["--until", "caught-up"]));
-    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
     assert_eq!(
-        sql(
-            c,
-            &mine,
-            "SELECT kind, count FROM pgsub.conflicts ORDER BY kind"
-        ),
+        stops("insert_exists"),
         "insert_exists|1\nmultiple_unique_conflicts|1"
     );
+
+    // Updates too: with the local row 42 gone the inserts apply; then the update of row
+    // 1 to (60, 61) meets one local row by its key and another by `u`.
+    both("DELETE FROM c WHERE k = 42");
+    run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    both("INSERT INTO c VALUES (60, 60, 'local'), (61, 61, 'local')");
+    eventually(
+        "the built-in worker applies the inserts",
+        std::time::Duration::from_secs(60),
+        || sql(c, &native, "SELECT count(*) FROM c WHERE v = 'fine'") == "1",
+    );
+    sql(c, &db, "UPDATE c SET k = 60, u = 61 WHERE k = 1");
+    meets(
+        "the built-in worker meets the update's conflict",
+        "multiple_unique_conflicts",
+        "2",
+    );
+    assert_eq!(stats("update_exists"), "0");
+    assert_eq!(
+        stops("multiple_unique_conflicts"),
+        "insert_exists|1\nmultiple_unique_conflicts|2"
+    );
+    // With only the row holding u = 61 left, it is an update_exists, for both.
+    both("DELETE FROM c WHERE k = 60");
+    meets(
+        "the built-in worker meets the update's other conflict",
+        "update_exists",
+        "1",
+    );
+    assert_eq!(
+        stops("update_exists"),
+        "insert_exists|1\nmultiple_unique_conflicts|2\nupdate_exists|1"
+    );
     sql(c, &native, "ALTER SUBSCRIPTION s DISABLE");
+}
+
+#[test]
+fn updates_and_deletes_of_rows_another_origin_wrote_last_are_counted_as_postgresql_18_counts_them()
+{
+    // PostgreSQL 18's worker, with track_commit_timestamp on, compares the origin of the
+    // row it updates or deletes with its own: a row written locally, or by the initial
+    // copy (its table sync writes under an origin of its own, pgsub's copy under none),
+    // is an update_origin_differs or delete_origin_differs, applied all the same.
+    let c = Cluster::start(ClusterOptions {
+        bin: Some(pg_major(18)),
+        extra_conf: vec!["track_commit_timestamp = on".into()],
+        ..ClusterOptions::default()
+    })
+    .expect("a PostgreSQL 18 cluster");
+    let db = c.create_database("origins").unwrap();
+    let (native, mine) = (format!("{db}_n"), format!("{db}_p"));
+    let table = "CREATE TABLE o (k int PRIMARY KEY, v text)";
+    sql(
+        &c,
+        &db,
+        &format!(
+            "{table}; CREATE PUBLICATION p FOR TABLE o; \
+             INSERT INTO o SELECT g, 'copied' FROM generate_series(1, 3) g"
+        ),
+    );
+    for d in [&native, &mine] {
+        sql(&c, "postgres", &format!("CREATE DATABASE {d}"));
+        sql(&c, d, table);
+    }
+    sql(
+        &c,
+        &db,
+        &format!("SELECT 1 FROM pg_create_logical_replication_slot('{native}', 'pgoutput')"),
+    );
+    sql(
+        &c,
+        &native,
+        &format!(
+            "CREATE SUBSCRIPTION s CONNECTION '{}' PUBLICATION p \
+             WITH (create_slot = false, slot_name = '{native}')",
+            c.conninfo(&db)
+        ),
+    );
+    let args = |extra: &[&str]| sync_args(&c.conninfo(&db), &c.conninfo(&mine), "p", &mine, extra);
+    run_args(&args(&["--create-slot", "--until", "caught-up"])).expect_code(0);
+    sql(
+        &c,
+        &db,
+        "INSERT INTO o VALUES (10, 'streamed'), (11, 'streamed'), (12, 'streamed')",
+    );
+    run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    let rows = |d: &str| {
+        sql(
+            &c,
+            d,
+            "SELECT string_agg(k || ':' || v, ',' ORDER BY k) FROM o",
+        )
+    };
+    eventually(
+        "the built-in subscription copies and streams",
+        std::time::Duration::from_secs(60),
+        || rows(&native) == rows(&db),
+    );
+    // Rows 2 and 11 written locally; then one source transaction updates a copied, a
+    // copied-and-local, a streamed and a streamed-and-local row, and deletes a copied and
+    // a streamed one.
+    for d in [&native, &mine] {
+        sql(&c, d, "UPDATE o SET v = 'local' WHERE k IN (2, 11)");
+    }
+    sql(
+        &c,
+        &db,
+        "UPDATE o SET v = 'remote' WHERE k IN (1, 2, 10, 11); DELETE FROM o WHERE k IN (3, 12)",
+    );
+    let stats = || {
+        sql(
+            &c,
+            &native,
+            "SELECT confl_update_origin_differs || '|' || confl_delete_origin_differs \
+             FROM pg_stat_subscription_stats WHERE subname = 's'",
+        )
+    };
+    eventually(
+        "the built-in worker applies and counts",
+        std::time::Duration::from_secs(60),
+        || rows(&native) == rows(&db) && stats() != "0|0",
+    );
+    let oracle = stats();
+    assert_eq!(oracle, "3|1", "the oracle as observed on PostgreSQL 18");
+    let out = run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    assert!(
+        out.stderr.contains("update_origin_differs"),
+        "logged: {}",
+        out.stderr
+    );
+    assert_eq!(rows(&mine), rows(&db), "applied all the same");
+    let counted = |kind: &str| {
+        sql(
+            &c,
+            &mine,
+            &format!("SELECT coalesce(sum(count), 0) FROM pgsub.conflicts WHERE kind = '{kind}'"),
+        )
+    };
+    assert_eq!(
+        format!(
+            "{}|{}",
+            counted("update_origin_differs"),
+            counted("delete_origin_differs")
+        ),
+        oracle
+    );
+    // Rows pgsub wrote itself are not counted again; under --on-conflict error a local
+    // write under the next change stops pgsub, and nothing of it is applied.
+    sql(&c, &db, "UPDATE o SET v = 'again' WHERE k IN (10, 11)");
+    run_args(&args(&["--until", "caught-up"])).expect_code(0);
+    assert_eq!(counted("update_origin_differs"), "3");
+    sql(&c, &mine, "UPDATE o SET v = 'local' WHERE k = 1");
+    sql(&c, &db, "UPDATE o SET v = 'last' WHERE k IN (1, 10)");
+    let stopped = run_args(&args(&["--until", "caught-up", "--on-conflict", "error"]));
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("update_origin_differs on public.o"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(sql(&c, &mine, "SELECT v FROM o WHERE k = 10"), "again");
+    sql(&c, &native, "ALTER SUBSCRIPTION s DISABLE");
 }

@@ -72,6 +72,14 @@ fn status_shows_a_native_subscription_and_a_pgsub_sync_with_their_lag_and_no_pas
 
     // The native subscription stops; 2 MB are written to its table only.
     sql(d, &db, "ALTER SUBSCRIPTION native_a DISABLE");
+    // DISABLE does not wait for the apply worker to exit: until its walsender is gone it
+    // may still apply (and confirm) what is written next.
+    let native_slot = format!("{db}_native");
+    eventually(
+        "the native subscription's worker did not stop",
+        Duration::from_secs(60),
+        || !slot_active(s, &db, &native_slot),
+    );
     let before = current_wal(s, &db);
     sql(
         s,

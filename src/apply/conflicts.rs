@@ -9,18 +9,30 @@
 //! | kind                        | change                                 | default       |
 //! |-----------------------------|----------------------------------------|---------------|
 //! | `insert_exists`             | an insert hits an existing unique key  | stop (error)  |
+//! | `update_origin_differs`     | an update finds a row another origin   | apply, logged |
+//! |                             | wrote last                             |               |
 //! | `update_exists`             | an update hits an existing unique key  | stop (error)  |
 //! | `update_missing`            | an update finds no row                 | skip, logged  |
+//! | `delete_origin_differs`     | a delete finds a row another origin    | apply, logged |
+//! |                             | wrote last                             |               |
 //! | `delete_missing`            | a delete finds no row                  | skip, logged  |
-//! | `multiple_unique_conflicts` | an insert hits existing rows on more   | stop (error)  |
-//! |                             | than one unique index                  |               |
+//! | `multiple_unique_conflicts` | an insert or update hits existing rows | stop (error)  |
+//! |                             | on more than one unique index          |               |
 //!
-//! The destination names only the first unique index an insert violates: after the
+//! The destination names only the first unique index a change violates: after the
 //! rollback pgsub asks it how many of the table's unique indexes (immediate, on plain
-//! columns) the row the failed COPY stopped at hits, as PostgreSQL 18's worker checks
-//! each one. An update that hits more than one is still reported as `update_exists`, and
-//! the `*_origin_differs` kinds are not detected (pgsub does not read the origin of
-//! destination rows).
+//! columns) the row hits — for an insert the row the failed COPY stopped at, for an
+//! update the first row of the failed statement whose new values meet another row — as
+//! PostgreSQL 18's worker checks each one. (An update found by the whole row, under
+//! REPLICA IDENTITY FULL without a destination key, is reported as `update_exists`.)
+//!
+//! Who wrote a row last is known where the destination has `track_commit_timestamp` on
+//! (and is PostgreSQL 14 or later, for `pg_xact_commit_timestamp_origin`): before an
+//! update or delete by key, pgsub asks which of its rows carry an origin other than its
+//! own session's (see `crate::dest::origin`; none when the session is not tagged), as the
+//! built-in worker compares the row's origin with its own. A row written earlier in the
+//! same destination transaction has no commit timestamp yet and does not count; rows
+//! found by the whole row are not asked about.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +85,12 @@ impl Conflicts {
             ConflictKind::InsertExists | ConflictKind::UpdateExists => {
                 "hit an existing unique key on the destination"
             }
+            ConflictKind::UpdateOriginDiffers => {
+                "updated a row that something other than this replication wrote last on the destination"
+            }
+            ConflictKind::DeleteOriginDiffers => {
+                "deleted a row that something other than this replication wrote last on the destination"
+            }
             ConflictKind::MultipleUniqueConflicts => {
                 "hit existing rows on more than one unique index of the destination"
             }
@@ -91,7 +109,13 @@ impl Conflicts {
                 table,
                 rows = n,
                 key = %keys_text,
-                "{n} change(s) {what}: the destination differs from the source{}",
+                "{n} change(s) {what}: {}{}",
+                match kind {
+                    ConflictKind::UpdateOriginDiffers | ConflictKind::DeleteOriginDiffers => {
+                        "applied as the built-in worker does, over the other writer's change"
+                    }
+                    _ => "the destination differs from the source",
+                },
                 if before + n >= LOGGED {
                     " (further conflicts of this kind on this table are counted, not logged)"
                 } else {

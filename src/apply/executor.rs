@@ -64,6 +64,10 @@ pub enum Check {
         key_params: Vec<usize>,
         /// A query with the same parameters telling which rows found nothing.
         probe: Probe,
+        /// A query with the same parameters, run just before the statement, returning
+        /// the ordinals of the rows another origin wrote last
+        /// ([`super::sql::origin_differs`]).
+        origins: Option<String>,
     },
 }
 
@@ -97,6 +101,10 @@ pub struct Outcome {
     pub exact: bool,
     /// How many rows found nothing: `expected - affected`, less those a trigger kept.
     pub missing_count: u64,
+    /// The keys of the rows it found last written by another origin.
+    pub origin_differs: Vec<String>,
+    /// For an update run by key: where its parameters come from.
+    pub update: Option<UpdateLayout>,
 }
 
 impl Outcome {
@@ -111,8 +119,19 @@ impl Outcome {
             missing: Vec::new(),
             exact: false,
             missing_count: 0,
+            origin_differs: Vec::new(),
+            update: None,
         }
     }
+}
+
+/// Where the parameters of an update run by key come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateLayout {
+    /// Positions, among the target's columns, of the key, whose old values come first.
+    pub key: Vec<usize>,
+    /// Positions of the columns it sets, whose new values follow.
+    pub set: Vec<usize>,
 }
 
 /// A job that failed: the error and what the job was.
@@ -126,6 +145,8 @@ pub struct Failed {
     pub relid: u32,
     /// The rows of a failed COPY (COPY text), to tell which unique indexes they hit.
     pub copy: Option<Bytes>,
+    /// The parameters of a failed statement, and its layout where it was an update run.
+    pub params: Option<(Params, Option<UpdateLayout>)>,
 }
 
 enum Job {
@@ -242,19 +263,104 @@ async fn run(client: Arc<Client>, mut rx: mpsc::Receiver<Job>) {
             Job::Copy { data, .. } => Some(data.clone()),
             _ => None,
         };
-        match perform(&client, job).await {
+        let result = match job {
+            Job::Execute {
+                stmt,
+                params,
+                outcome,
+                check,
+            } => {
+                let update = outcome.update.clone();
+                execute(&client, &stmt, &params, outcome, check)
+                    .await
+                    .map(Some)
+                    .map_err(|e| (e, Some((params, update))))
+            }
+            job => perform(&client, job).await.map_err(|e| (e, None)),
+        };
+        match result {
             Ok(Some(o)) => done.push(o),
             Ok(None) => {}
-            Err(error) => {
+            Err((error, params)) => {
                 failed = Some(Failed {
                     error,
                     kind,
                     relid,
                     copy,
+                    params,
                 })
             }
         }
     }
+}
+
+/// Runs a prepared statement, with what its check asks for before and after.
+async fn execute(
+    client: &Client,
+    stmt: &Statement,
+    params: &Params,
+    mut outcome: Outcome,
+    check: Check,
+) -> std::result::Result<Outcome, SqlError> {
+    let table = outcome.table.clone();
+    let context = || format!("applying changes to {table}");
+    let refs: Vec<&(dyn ToSql + Sync)> = match params {
+        Params::Arrays(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
+        Params::Row(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
+    };
+    if let (
+        Check::Run {
+            key_names,
+            key_params,
+            origins: Some(sql),
+            ..
+        },
+        Params::Arrays(arrays),
+    ) = (&check, params)
+    {
+        let rows = client
+            .query(sql.as_str(), &refs)
+            .await
+            .map_err(|e| SqlError::new(context(), e))?;
+        outcome.origin_differs = rows
+            .iter()
+            .map(|r| {
+                key_at(
+                    key_names,
+                    key_params,
+                    arrays,
+                    r.get::<_, i64>(0) as usize - 1,
+                )
+            })
+            .collect();
+    }
+    let affected = client
+        .execute(stmt, &refs)
+        .await
+        .map_err(|e| SqlError::new(context(), e))?;
+    outcome.affected = affected;
+    outcome.missing_count = outcome.expected.saturating_sub(affected);
+    if affected < outcome.expected {
+        find_missing(client, params, &refs, check, &mut outcome)
+            .await
+            .map_err(|e| SqlError::new(context(), e))?;
+    }
+    Ok(outcome)
+}
+
+/// The key of row `row` (0-based) of a run, described.
+fn key_at(
+    key_names: &[String],
+    key_params: &[usize],
+    arrays: &[super::batch::TextArray],
+    row: usize,
+) -> String {
+    let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
+    let values: Vec<Option<&[u8]>> = key_params
+        .iter()
+        .map(|&p| arrays.get(p).and_then(|a| a.get(row)).flatten())
+        .collect();
+    super::conflicts::describe_key(&names, &values)
 }
 
 async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcome>, SqlError> {
@@ -262,28 +368,11 @@ async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcom
         Job::Execute {
             stmt,
             params,
-            mut outcome,
+            outcome,
             check,
-        } => {
-            let table = outcome.table.clone();
-            let context = || format!("applying changes to {table}");
-            let refs: Vec<&(dyn ToSql + Sync)> = match &params {
-                Params::Arrays(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
-                Params::Row(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
-            };
-            let affected = client
-                .execute(&stmt, &refs)
-                .await
-                .map_err(|e| SqlError::new(context(), e))?;
-            outcome.affected = affected;
-            outcome.missing_count = outcome.expected.saturating_sub(affected);
-            if affected < outcome.expected {
-                find_missing(client, &params, &refs, check, &mut outcome)
-                    .await
-                    .map_err(|e| SqlError::new(context(), e))?;
-            }
-            Ok(Some(outcome))
-        }
+        } => execute(client, &stmt, &params, outcome, check)
+            .await
+            .map(Some),
         Job::Copy {
             sql,
             data,
@@ -351,17 +440,11 @@ async fn find_missing(
                 key_names,
                 key_params,
                 probe,
+                ..
             },
             Params::Arrays(arrays),
         ) => {
-            let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
-            let key_at = |row: usize| {
-                let values: Vec<Option<&[u8]>> = key_params
-                    .iter()
-                    .map(|&p| arrays.get(p).and_then(|a| a.get(row)).flatten())
-                    .collect();
-                super::conflicts::describe_key(&names, &values)
-            };
+            let key_at = |row: usize| key_at(&key_names, &key_params, arrays, row);
             let rows = arrays.first().map_or(0, |a| a.len());
             let ordinals = |sql: String| async move {
                 Ok::<Vec<usize>, tokio_postgres::Error>(

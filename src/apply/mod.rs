@@ -81,7 +81,7 @@ use batch::{MAX_RUN_ROWS, Run, RunKind, fingerprint};
 use conflicts::{ConflictKind, Conflicts, OnConflict};
 pub use durable::Subscription;
 use durable::{Durability, GroupCommit};
-use executor::{Check, Executor, Failed, Kind, Outcome, Params, Probe};
+use executor::{Check, Executor, Failed, Kind, Outcome, Params, Probe, UpdateLayout};
 use rows::UpdateImage;
 use spool::Spool;
 use statements::StmtKey;
@@ -106,6 +106,10 @@ pub struct ApplyOptions {
     pub add_columns: bool,
     /// What to do about conflicts.
     pub on_conflict: OnConflict,
+    /// Where the destination tells who last wrote a row (`track_commit_timestamp`): the
+    /// origin id pgsub's own writes carry, so that updating or deleting a row another
+    /// origin wrote last counts as `*_origin_differs` (`None`: not told).
+    pub own_origin: Option<u32>,
     /// Columns generated on the source, by relation (PostgreSQL 18 publishes them).
     pub source_generated: OidMap<Vec<String>>,
     /// Where streamed transactions are kept (default: a directory of its own under the

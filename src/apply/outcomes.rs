@@ -20,36 +20,58 @@ impl ApplySink {
     pub(super) async fn book(&mut self, outcomes: Vec<Outcome>) -> Result<()> {
         for o in outcomes {
             let missing = o.missing_count;
-            let kind = match o.kind {
+            let (kind, differs) = match o.kind {
                 Kind::Savepoint => {
                     self.mark = Some((self.stats.clone(), self.conflicts.clone()));
-                    None
+                    continue;
                 }
                 Kind::Insert => {
                     self.stats.inserted += o.affected;
-                    None
+                    continue;
                 }
                 Kind::Update => {
                     self.stats.updated += o.affected;
                     self.stats.update_missing += missing;
-                    Some(ConflictKind::UpdateMissing)
+                    (
+                        ConflictKind::UpdateMissing,
+                        ConflictKind::UpdateOriginDiffers,
+                    )
                 }
                 Kind::Delete => {
                     self.stats.deleted += o.affected;
                     self.stats.delete_missing += missing;
-                    Some(ConflictKind::DeleteMissing)
+                    (
+                        ConflictKind::DeleteMissing,
+                        ConflictKind::DeleteOriginDiffers,
+                    )
                 }
-                Kind::Other => None,
+                Kind::Other => continue,
             };
-            if let Some(kind) = kind.filter(|_| missing > 0) {
-                self.conflicts
-                    .record(kind, &o.table, missing, &o.missing, !o.exact);
+            let differing = o.origin_differs.len() as u64;
+            for (kind, n, keys, exact) in [
+                (differs, differing, &o.origin_differs, true),
+                (kind, missing, &o.missing, o.exact),
+            ] {
+                if n == 0 {
+                    continue;
+                }
+                self.conflicts.record(kind, &o.table, n, keys, !exact);
                 if self.opts.on_conflict == OnConflict::Error {
+                    let what = if kind == differs {
+                        "found a row on the destination that something other than this replication wrote last"
+                    } else {
+                        "found no row on the destination"
+                    };
                     let msg = format!(
-                        "{} on {}: {missing} change(s) found no row on the destination ({}); --on-conflict error stops here, and nothing of this transaction is applied: make the destination's rows match the source, or run without --on-conflict error to skip them as the built-in worker does",
+                        "{} on {}: {n} change(s) {what} ({}); --on-conflict error stops here, and nothing of this transaction is applied: make the destination's rows match the source, or run without --on-conflict error to {} as the built-in worker does",
                         kind.name(),
                         o.table,
-                        o.missing.first().map_or("key not known", String::as_str)
+                        keys.first().map_or("key not known", String::as_str),
+                        if kind == differs {
+                            "apply them"
+                        } else {
+                            "skip them"
+                        }
                     );
                     return Err(self.stop(Error::Conflict(msg)).await);
                 }
@@ -66,9 +88,18 @@ impl ApplySink {
         let table = target.as_ref().map_or("?".to_owned(), |t| t.name.clone());
         match code.as_deref() {
             Some(sqlstate::UNIQUE_VIOLATION | sqlstate::EXCLUSION_VIOLATION) => {
-                let multiple = match (&target, &f.copy) {
-                    (Some(t), Some(data)) if f.kind == Kind::Insert => {
-                        self.unique_indexes_hit(t, data).await >= 2
+                let multiple = match (&target, &f.copy, &f.params) {
+                    (Some(t), Some(data), _) if f.kind == Kind::Insert => {
+                        self.unique_indexes_hit(t, Hit::Inserted(data)).await >= 2
+                    }
+                    (
+                        Some(t),
+                        _,
+                        Some((Params::Arrays(arrays), Some(UpdateLayout { key, set }))),
+                    ) if f.kind == Kind::Update => {
+                        self.unique_indexes_hit(t, Hit::Updated(arrays, key, set))
+                            .await
+                            >= 2
                     }
                     _ => false,
                 };
@@ -109,13 +140,17 @@ impl ApplySink {
         }
     }
 
-    /// How many unique indexes of `target` the row a failed COPY (`data`) stopped at
-    /// hits among the destination's rows, asked after rolling the failed transaction
+    /// How many unique indexes of `target` the row a failed statement stopped at hits
+    /// among the destination's other rows, asked after rolling the failed transaction
     /// back; 0 when that cannot be told (logged).
-    async fn unique_indexes_hit(&mut self, target: &Target, data: &Bytes) -> u64 {
+    async fn unique_indexes_hit(&mut self, target: &Target, hit: Hit<'_>) -> u64 {
         let _ = self.dest.client.batch_execute("ROLLBACK").await;
+        // An insert's COPY names the written columns; an update's layout, every column.
         let written = target.written();
-        let cols = target.cols_at(&written);
+        let cols = match hit {
+            Hit::Inserted(_) => target.cols_at(&written),
+            Hit::Updated(..) => target.cols.iter().collect(),
+        };
         let indexes = match self
             .dest
             .client
@@ -135,8 +170,8 @@ impl ApplySink {
                 return 0;
             }
         };
-        // Each index as positions among the written columns; one on a column pgsub does
-        // not write cannot be hit by the copied values.
+        // Each index as positions among the columns; one on a column pgsub does not
+        // write cannot be hit by the values it wrote.
         let indexes: Vec<Vec<usize>> = indexes
             .iter()
             .filter_map(|r| {
@@ -150,13 +185,33 @@ impl ApplySink {
         if indexes.len() < 2 {
             return indexes.len() as u64;
         }
-        let values = sql::copy_text_columns(data, cols.len());
-        let query = sql::unique_conflicts(&target.table, target.only, &cols, &indexes);
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-            .iter()
-            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
-        match self.dest.client.query_one(&query, &params).await {
+        let result = match hit {
+            Hit::Inserted(data) => {
+                let values = sql::copy_text_columns(data, cols.len());
+                let query = sql::unique_conflicts(&target.table, target.only, &cols, &indexes);
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                self.dest.client.query_one(&query, &params).await
+            }
+            Hit::Updated(arrays, key, set) => {
+                let query = sql::update_unique_conflicts(
+                    &target.table,
+                    target.only,
+                    &cols,
+                    key,
+                    set,
+                    &indexes,
+                );
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                self.dest.client.query_one(&query, &params).await
+            }
+        };
+        match result {
             Ok(row) => row.get::<_, i32>(0).max(0) as u64,
             Err(e) => {
                 tracing::warn!(table = %target.name, "could not count the unique indexes a conflict hit: {e}");
@@ -179,4 +234,12 @@ impl ApplySink {
         }
         e
     }
+}
+
+/// The row whose unique indexes are counted: that of a failed COPY, or of a failed update
+/// run (its parameters, and the positions of its key and set columns).
+#[derive(Clone, Copy)]
+enum Hit<'a> {
+    Inserted(&'a Bytes),
+    Updated(&'a [batch::TextArray], &'a [usize], &'a [usize]),
 }

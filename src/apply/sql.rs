@@ -75,14 +75,7 @@ pub fn copy_text_columns(data: &[u8], ncols: usize) -> Vec<Vec<Option<String>>> 
 /// `cols`; 0 when none does. A NULL conflicts with nothing (unique indexes treat NULLs
 /// as distinct by default). 2 or more is PostgreSQL 18's `multiple_unique_conflicts`.
 pub fn unique_conflicts(table: &str, only: &str, cols: &[&Col], indexes: &[Vec<usize>]) -> String {
-    let params = (1..=cols.len())
-        .map(|i| format!("${i}::text[]"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let names = (1..=cols.len())
-        .map(|i| format!("c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (params, names) = unnest_lists(cols.len());
     let hits = indexes
         .iter()
         .map(|index| {
@@ -106,6 +99,96 @@ pub fn unique_conflicts(table: &str, only: &str, cols: &[&Col], indexes: &[Vec<u
     )
 }
 
+/// For an update run given as `text[]` parameters (the old key at positions `key` of
+/// `cols`, then the new values of those at `set`): how many unique indexes the first row
+/// whose new values meet another row meets, each index given by the positions of its
+/// columns in `cols`; a column the update does not set keeps the row's value. 0 when no
+/// row does (nor when the row itself is not found). 2 or more is PostgreSQL 18's
+/// `multiple_unique_conflicts`.
+pub fn update_unique_conflicts(
+    table: &str,
+    only: &str,
+    cols: &[&Col],
+    key: &[usize],
+    set: &[usize],
+    indexes: &[Vec<usize>],
+) -> String {
+    let n = key.len() + set.len();
+    let (params, names) = unnest_lists(n);
+    let found = key
+        .iter()
+        .enumerate()
+        .map(|(j, &p)| format!("r.{} = u.c{}::{}", cols[p].ident(), j + 1, cols[p].cast))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let new_value = |p: usize| match set.iter().position(|&s| s == p) {
+        Some(i) => format!("u.c{}::{}", key.len() + i + 1, cols[p].cast),
+        None => format!("r.{}", cols[p].ident()),
+    };
+    let hits = indexes
+        .iter()
+        .map(|index| {
+            let matches = index
+                .iter()
+                .map(|&p| format!("t.{} = {}", cols[p].ident(), new_value(p)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "(EXISTS (SELECT FROM {only}{table} AS t WHERE {matches} \
+                 AND (t.tableoid, t.ctid) <> (r.tableoid, r.ctid)))::int"
+            )
+        })
+        .collect::<Vec<_>>();
+    let hits = if hits.is_empty() {
+        "0".to_owned()
+    } else {
+        hits.join(" + ")
+    };
+    format!(
+        "SELECT coalesce((SELECT h FROM (SELECT {hits} AS h, u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) \
+         JOIN {only}{table} AS r ON {found}) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+    )
+}
+
+/// Before a run updates or deletes rows by key (the key's values in the parameters at
+/// `at`, 1-based, of `nparams` `text[]` parameters): the rows (by ordinality) whose row
+/// on the destination was last written by a transaction of another origin than `own`.
+/// A row written by the open transaction has no commit timestamp yet, so no origin, and
+/// does not count, as for the built-in worker.
+pub fn origin_differs(
+    table: &str,
+    only: &str,
+    keys: &[&Col],
+    nparams: usize,
+    at: &[usize],
+    own: u32,
+) -> String {
+    let (params, names) = unnest_lists(nparams);
+    let matches = keys
+        .iter()
+        .zip(at)
+        .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "SELECT u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) JOIN {only}{table} AS t ON {matches} \
+         WHERE (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)).roident <> {own} ORDER BY u.o"
+    )
+}
+
+/// `$1::text[], $2::text[]` and `c1, c2`: `n` array parameters and their names.
+fn unnest_lists(n: usize) -> (String, String) {
+    let params = (1..=n)
+        .map(|i| format!("${i}::text[]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (1..=n)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (params, names)
+}
+
 fn list(cols: &[&Col]) -> String {
     cols.iter()
         .map(|c| c.ident())
@@ -119,14 +202,7 @@ pub fn copy_in(table: &str, cols: &[&Col]) -> String {
 }
 
 fn unnest(n: usize) -> String {
-    let params = (1..=n)
-        .map(|i| format!("${i}::text[]"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let names = (1..=n)
-        .map(|i| format!("c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (params, names) = unnest_lists(n);
     format!("unnest({params}) AS u({names})")
 }
 
@@ -172,14 +248,7 @@ pub fn probe(
     at: &[Vec<usize>],
     present: bool,
 ) -> String {
-    let params = (1..=nparams)
-        .map(|i| format!("${i}::text[]"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let names = (1..=nparams)
-        .map(|i| format!("c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (params, names) = unnest_lists(nparams);
     let exists = |params: &[usize]| {
         let matches = keys
             .iter()
@@ -359,6 +428,36 @@ mod tests {
             "SELECT coalesce((SELECT h FROM (SELECT (EXISTS (SELECT FROM ONLY s.t AS t WHERE t.\"k\" = u.c1::integer))::int + \
              (EXISTS (SELECT FROM ONLY s.t AS t WHERE t.\"u\" = u.c2::text AND t.\"k\" = u.c1::integer))::int AS h, u.o \
              FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(c1, c2, o)) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+        );
+    }
+
+    #[test]
+    fn an_updates_unique_conflicts_take_unset_columns_from_the_row_and_skip_the_row_itself() {
+        let (k, u, v) = (col("k", "integer"), col("u", "integer"), col("v", "text"));
+        // Key k (old value $1); the update sets k ($2) and v ($3); u keeps the row's.
+        assert_eq!(
+            update_unique_conflicts(
+                "s.t",
+                "ONLY ",
+                &[&k, &u, &v],
+                &[0],
+                &[0, 2],
+                &[vec![0], vec![1]]
+            ),
+            "SELECT coalesce((SELECT h FROM (SELECT (EXISTS (SELECT FROM ONLY s.t AS t WHERE t.\"k\" = u.c2::integer \
+             AND (t.tableoid, t.ctid) <> (r.tableoid, r.ctid)))::int + (EXISTS (SELECT FROM ONLY s.t AS t WHERE t.\"u\" = r.\"u\" \
+             AND (t.tableoid, t.ctid) <> (r.tableoid, r.ctid)))::int AS h, u.o FROM unnest($1::text[], $2::text[], $3::text[]) \
+             WITH ORDINALITY AS u(c1, c2, c3, o) JOIN ONLY s.t AS r ON r.\"k\" = u.c1::integer) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+        );
+    }
+
+    #[test]
+    fn the_origin_probe_finds_rows_by_their_old_key_and_compares_the_last_writers_origin() {
+        let k = col("k", "integer");
+        assert_eq!(
+            origin_differs("s.t", "", &[&k], 2, &[1], 7),
+            "SELECT u.o FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(c1, c2, o) JOIN s.t AS t ON t.\"k\" = u.c1::integer \
+             WHERE (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)).roident <> 7 ORDER BY u.o"
         );
     }
 

@@ -103,8 +103,10 @@ impl ApplySink {
                         &[(1..=key.len()).collect(), new_key],
                         false,
                     )),
+                    origins: self.origins_probe(&target, &key, key.len() + set.len()),
                 };
-                let o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
+                let mut o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
+                o.update = Some(UpdateLayout { key, set });
                 self.exec
                     .execute(stmt, Params::Arrays(run.params), o, check)
                     .await?;
@@ -128,6 +130,7 @@ impl ApplySink {
                         &at,
                         true,
                     )),
+                    origins: self.origins_probe(&target, &key, key.len()),
                 };
                 let o = Outcome::new(Kind::Delete, run.relid, &target.name, rows);
                 self.exec
@@ -136,5 +139,20 @@ impl ApplySink {
             }
         }
         Ok(())
+    }
+
+    /// Where the destination tells who last wrote a row: the query that finds the rows
+    /// of a run by key (the key's old values first among `nparams` parameters) another
+    /// origin wrote last.
+    fn origins_probe(&self, target: &Target, key: &[usize], nparams: usize) -> Option<String> {
+        let own = self.opts.own_origin?;
+        Some(sql::origin_differs(
+            &target.table,
+            target.only,
+            &target.cols_at(key),
+            nparams,
+            &(1..=key.len()).collect::<Vec<_>>(),
+            own,
+        ))
     }
 }

@@ -93,3 +93,45 @@ async fn try_setup(
         .await?;
     Ok(())
 }
+
+/// The origin id a row last written by this session carries (0 when `tagged` is
+/// [`Tagged::NotPermitted`]), where the destination can tell who last wrote a row:
+/// `track_commit_timestamp` on, and PostgreSQL 14 or later. `None` where it cannot.
+pub async fn own_origin_id(
+    client: &Client,
+    version_num: u32,
+    name: &str,
+    tagged: Tagged,
+) -> Result<Option<u32>> {
+    if version_num < 140000 {
+        return Ok(None);
+    }
+    let on: bool = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('track_commit_timestamp')::bool",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::new("reading the destination's track_commit_timestamp", e))?
+        .get(0);
+    if !on {
+        return Ok(None);
+    }
+    if tagged == Tagged::NotPermitted {
+        return Ok(Some(0));
+    }
+    let database: String = client
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(|e| SqlError::new("reading the destination's database name", e))?
+        .get(0);
+    let id: i64 = client
+        .query_one(
+            "SELECT pg_catalog.pg_replication_origin_oid($1)::int8",
+            &[&origin_name(&database, name)],
+        )
+        .await
+        .map_err(|e| SqlError::new("reading the replication origin's id", e))?
+        .get(0);
+    Ok(Some(id as u32))
+}

@@ -18,13 +18,18 @@ use crate::pg::SqlError;
 pub enum ConflictKind {
     /// An insert hit an existing unique key.
     InsertExists,
+    /// An update found a row another origin wrote last (seen where the destination has
+    /// `track_commit_timestamp` on).
+    UpdateOriginDiffers,
     /// An update hit an existing unique key.
     UpdateExists,
     /// An update found no row.
     UpdateMissing,
+    /// A delete found a row another origin wrote last.
+    DeleteOriginDiffers,
     /// A delete found no row.
     DeleteMissing,
-    /// An insert hit existing rows on more than one unique index.
+    /// An insert or update hit existing rows on more than one unique index.
     MultipleUniqueConflicts,
 }
 
@@ -33,18 +38,22 @@ impl ConflictKind {
     pub fn name(self) -> &'static str {
         match self {
             ConflictKind::InsertExists => "insert_exists",
+            ConflictKind::UpdateOriginDiffers => "update_origin_differs",
             ConflictKind::UpdateExists => "update_exists",
             ConflictKind::UpdateMissing => "update_missing",
+            ConflictKind::DeleteOriginDiffers => "delete_origin_differs",
             ConflictKind::DeleteMissing => "delete_missing",
             ConflictKind::MultipleUniqueConflicts => "multiple_unique_conflicts",
         }
     }
 
-    /// Every kind.
-    pub const ALL: [ConflictKind; 5] = [
+    /// Every kind, in the order of PostgreSQL 18's `pg_stat_subscription_stats`.
+    pub const ALL: [ConflictKind; 7] = [
         ConflictKind::InsertExists,
+        ConflictKind::UpdateOriginDiffers,
         ConflictKind::UpdateExists,
         ConflictKind::UpdateMissing,
+        ConflictKind::DeleteOriginDiffers,
         ConflictKind::DeleteMissing,
         ConflictKind::MultipleUniqueConflicts,
     ];

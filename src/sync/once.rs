@@ -137,7 +137,9 @@ pub async fn run(
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
     crate::state::setup(&dest.client).await?;
-    crate::dest::origin::setup(&dest.client, &name).await?;
+    let tagged = crate::dest::origin::setup(&dest.client, &name).await?;
+    let own_origin =
+        crate::dest::origin::own_origin_id(&dest.client, dest.version_num, &name, tagged).await?;
     let stored = progress::read(&dest.client, &name).await?;
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
@@ -341,6 +343,7 @@ pub async fn run(
             published: Some(known.clone()),
             add_columns: opts.schema == SchemaMode::Create,
             on_conflict: opts.on_conflict,
+            own_origin,
             source_generated,
             // One directory per run: the spool is removed with it.
             spool_dir: opts
