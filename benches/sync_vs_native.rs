@@ -49,7 +49,9 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> f64 {
     t0.elapsed().as_secs_f64()
 }
 
-const TABLE: &str = "(id int8 PRIMARY KEY, n int, body text)";
+#[path = "common/backlog.rs"]
+mod backlog;
+use backlog::TABLE;
 
 fn pgsub(args: &[&str]) -> f64 {
     let t0 = Instant::now();
@@ -67,13 +69,7 @@ fn pgsub(args: &[&str]) -> f64 {
 }
 
 fn checksum(c: &Cluster, db: &str, table: &str) -> String {
-    psql(
-        c,
-        db,
-        &format!(
-            "SELECT count(*) || ':' || coalesce(sum(hashtext(id::text || n::text || body)::int8), 0) FROM {table}"
-        ),
-    )
+    psql(c, db, &backlog::checksum_sql(table))
 }
 
 fn main() {
@@ -113,32 +109,10 @@ fn main() {
     );
     // One psql session, each statement its own transaction.
     let t0 = Instant::now();
-    let mut script = String::new();
-    for b in 0..rows / 200 {
-        script.push_str(&format!(
-            "INSERT INTO bench SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text) || repeat('x', 16) \
-             FROM generate_series({}, {}) g;\n",
-            b * 200 + 1,
-            (b + 1) * 200
-        ));
-    }
-    for b in 0..rows / 200 {
-        script.push_str(&format!(
-            "UPDATE bench SET n = n + 1, body = upper(body) WHERE id BETWEEN {} AND {};\n",
-            b * 200 + 1,
-            b * 200 + 100
-        ));
-    }
-    for b in 0..rows / 400 {
-        script.push_str(&format!(
-            "DELETE FROM bench WHERE id BETWEEN {} AND {};\n",
-            b * 400 + 301,
-            b * 400 + 400
-        ));
-    }
+    let script = backlog::script(rows);
     psql(&s, &db, &script);
     let end = lsn(&s, &db, "SELECT pg_current_wal_lsn()");
-    let changes = rows + rows / 2 + rows / 4;
+    let changes = backlog::changes(rows);
     eprintln!(
         "apply backlog: {rows} inserts, {} updates, {} deletes ({changes} changes) written in {:.1} s",
         rows / 2,

@@ -417,7 +417,8 @@ fn conflicts_are_counted_logged_shown_and_stop_pgsub_where_the_built_in_worker_s
 }
 
 #[test]
-fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgresql_18_counts_it() {
+fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgresql_18_counts_it()
+ {
     // The oracle is PostgreSQL 18's own worker, which names the kind and counts it in
     // pg_stat_subscription_stats; source and destinations share one PostgreSQL 18 cluster.
     let c = major_cluster(18);

@@ -71,7 +71,7 @@ fn contents(c: &Cluster, db: &str) -> String {
 #[test]
 fn sync_rides_out_restarts_of_both_servers_and_a_destination_crash() {
     let s = Cluster::start(ClusterOptions::default()).unwrap();
-    let d = Cluster::start(ClusterOptions::default()).unwrap();
+    let d = Cluster::start(dest_options()).unwrap();
     let db = s.create_database("restart").unwrap();
     sql(&d, "postgres", &format!("CREATE DATABASE {db}"));
     sql(
@@ -172,7 +172,7 @@ fn sync_rides_out_restarts_of_both_servers_and_a_destination_crash() {
 #[test]
 fn running_sync_keeps_its_slot_moving_while_only_another_database_writes() {
     let s = Cluster::start(ClusterOptions::default()).unwrap();
-    let d = Cluster::start(ClusterOptions::default()).unwrap();
+    let d = Cluster::start(dest_options()).unwrap();
     let db = s.create_database("idle").unwrap();
     let other = s.create_database("idle_other").unwrap();
     sql(&d, "postgres", &format!("CREATE DATABASE {db}"));

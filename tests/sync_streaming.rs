@@ -140,10 +140,13 @@ fn streamed_transactions_apply_at_commit_without_rolled_back_savepoints_or_abort
          INSERT INTO small VALUES (3);",
     );
     let out = sync(&["--until", "caught-up"]).expect_code(0);
-    assert!(
-        streamed_transactions(s, &db, &db) >= 2,
-        "the source streamed them"
-    );
+    // The walsender's statistics reach pg_stat_replication_slots a moment after it exits.
+    // PostgreSQL 18 leaves a transaction it finds aborted out before streaming it: there,
+    // only the large committed one is streamed.
+    let streamed = if s.version_num() >= 180000 { 1 } else { 2 };
+    eventually("the source streamed them", Duration::from_secs(10), || {
+        streamed_transactions(s, &db, &db) >= streamed
+    });
     assert_eq!(
         sql(
             d,
@@ -177,6 +180,7 @@ fn streamed_transactions_apply_at_commit_without_rolled_back_savepoints_or_abort
 )]
 fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart() {
     if pgsub_testkit::shared().version_num() < 140000 {
+        eprintln!("streaming needs PostgreSQL 14");
         return;
     }
     let (s, d, db) = pair("stream_crash");
@@ -237,6 +241,7 @@ fn a_crash_while_applying_a_streamed_transaction_applies_it_once_after_restart()
 #[test]
 fn a_streamed_transaction_far_larger_than_memory_applies_with_bounded_memory() {
     if pgsub_testkit::shared().version_num() < 140000 {
+        eprintln!("streaming needs PostgreSQL 14");
         return;
     }
     let (s, d, db) = pair("stream_big");
@@ -256,10 +261,9 @@ fn a_streamed_transaction_far_larger_than_memory_applies_with_bounded_memory() {
     let (ok, peak, stderr) = run_measured(pgsub().args(args(&[])));
     assert!(ok, "sync failed: {stderr}");
     eprintln!("peak resident memory: {} MB", peak / 1024);
-    assert!(
-        streamed_transactions(s, &db, &db) >= 1,
-        "the source streamed it"
-    );
+    eventually("the source streamed it", Duration::from_secs(10), || {
+        streamed_transactions(s, &db, &db) >= 1
+    });
     assert_eq!(
         sql(d, &db, "SELECT count(*), sum(length(pad)) FROM big"),
         "200000|160000000"

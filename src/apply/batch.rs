@@ -96,6 +96,11 @@ impl TextArray {
         self.len as usize
     }
 
+    /// Bytes it holds, for bounding what is in flight.
+    pub fn byte_len(&self) -> usize {
+        self.elements.len()
+    }
+
     /// The value at `index` (`Some(None)`: NULL), read back from the buffer: for
     /// messages about a run, off the per-row path.
     pub fn get(&self, index: usize) -> Option<Option<&[u8]>> {

@@ -1,16 +1,26 @@
 //! Destination work off the receive path: one task runs the statements of the open
-//! destination transaction strictly in the order they were queued, while the stream
-//! loop goes on reading, decoding and batching the next changes.
+//! destination transaction in the order they were queued, while the stream loop goes on
+//! reading, decoding and batching the next changes.
 //!
 //! Without it, every statement's round trip and execution would stop pgsub reading the
 //! source, the walsender would block on a full socket, and the source's decoding and the
 //! destination's applying would take turns instead of running at the same time.
 //!
+//! Statements are pipelined: a job whose requests all go out when its future is first
+//! polled, with nothing asked after its reply — a prepared statement (a run returns the
+//! ordinals of its rows that found nothing, [`Check::Returned`]), a COPY (prepared; the
+//! connection sends nothing else until its data is done), BEGIN, a savepoint — is sent
+//! while the earlier ones still run, up to `IN_FLIGHT` jobs and `IN_FLIGHT_BYTES` of
+//! parameters; the server runs them in the order they arrive, and their results are read
+//! in that order. A far-away destination then costs a round trip per barrier, not per
+//! statement. A job that asks the destination something before or after its statement
+//! (a probe for rows a trigger kept, the origins of rows) waits for the ones before it
+//! and runs alone.
+//!
 //! The queue is bounded (backpressure). The first failure is kept and every later job is
-//! skipped; [`Executor::barrier`] waits for the queue to drain and returns what was done,
-//! or that failure. A statement that changed fewer rows than it had is followed, on the
-//! same connection and in the same transaction, by what tells which rows were missing
-//! ([`Check`]), so that conflicts are logged with their keys. Anything that must see the queued work done — recording progress and
+//! skipped (those already sent fail as the aborted transaction's, and are not news);
+//! [`Executor::barrier`] waits for everything to finish and returns what was done, or
+//! that failure. Anything that must see the queued work done — recording progress and
 //! committing, reading the catalog, rolling back — goes through a barrier first.
 
 use bytes::Bytes;
@@ -56,6 +66,15 @@ pub enum Check {
     None,
     /// One row, described.
     Row(String),
+    /// A run whose statement returns the ordinals of its rows that found nothing
+    /// ([`super::sql::update_by_key_missing`]): nothing is asked afterwards, so later
+    /// statements may be sent before it completes.
+    Returned {
+        /// Key column names, for messages.
+        key_names: Vec<String>,
+        /// For each key column, the parameter holding its value.
+        key_params: Vec<usize>,
+    },
     /// A run of `text[]` parameters.
     Run {
         /// Key column names, for messages.
@@ -157,7 +176,7 @@ enum Job {
         check: Check,
     },
     Copy {
-        sql: String,
+        stmt: Statement,
         data: Bytes,
         outcome: Outcome,
     },
@@ -211,9 +230,15 @@ impl Executor {
         .await
     }
 
-    /// Queues a COPY … FROM STDIN with its data.
-    pub async fn copy(&self, sql: String, data: Bytes, outcome: Outcome) -> Result<()> {
-        self.push(Job::Copy { sql, data, outcome }).await
+    /// Queues a COPY … FROM STDIN (prepared, so that its request is sent at once and it
+    /// can be pipelined) with its data.
+    pub async fn copy(&self, stmt: Statement, data: Bytes, outcome: Outcome) -> Result<()> {
+        self.push(Job::Copy {
+            stmt,
+            data,
+            outcome,
+        })
+        .await
     }
 
     /// Queues statements without parameters or results.
@@ -237,58 +262,180 @@ impl Executor {
     }
 }
 
+/// Jobs whose statements are sent before the earlier ones completed: at most this many
+/// in flight…
+const IN_FLIGHT: usize = 16;
+/// …and at most this many bytes of their parameters and data.
+const IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// What a job came to, with what a failure needs to be told.
+struct Done {
+    result: std::result::Result<Option<Outcome>, SqlError>,
+    kind: Kind,
+    relid: u32,
+    copy: Option<Bytes>,
+    params: Option<(Params, Option<UpdateLayout>)>,
+    size: usize,
+}
+
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// The results of the jobs, in the order they were queued.
+#[derive(Default)]
+struct Book {
+    done: Vec<Outcome>,
+    failed: Option<Failed>,
+}
+
+impl Book {
+    fn take(&mut self, d: Done) {
+        if self.failed.is_some() {
+            // After the first failure the transaction is aborted: later results are
+            // that (25P02), not news.
+            return;
+        }
+        match d.result {
+            Ok(Some(o)) => self.done.push(o),
+            Ok(None) => {}
+            Err(error) => {
+                self.failed = Some(Failed {
+                    error,
+                    kind: d.kind,
+                    relid: d.relid,
+                    copy: d.copy,
+                    params: d.params,
+                })
+            }
+        }
+    }
+}
+
+/// Whether a job's requests are all sent when its future is first polled, with nothing
+/// asked after its reply: such jobs are pipelined (sent while earlier ones are still
+/// running; the server runs them in order). A statement followed or preceded by a query
+/// of its own runs alone.
+fn pipelined(job: &Job) -> bool {
+    match job {
+        Job::Simple { .. } | Job::Savepoint { .. } => true,
+        Job::Execute { check, .. } => {
+            matches!(check, Check::None | Check::Row(_) | Check::Returned { .. })
+        }
+        // The connection sends nothing else until the COPY's data is done.
+        Job::Copy { .. } => true,
+        Job::Barrier(_) => false,
+    }
+}
+
+fn size(job: &Job) -> usize {
+    match job {
+        Job::Execute {
+            params: Params::Arrays(p),
+            ..
+        } => p.iter().map(super::batch::TextArray::byte_len).sum(),
+        Job::Execute {
+            params: Params::Row(p),
+            ..
+        } => p.iter().flatten().map(String::len).sum(),
+        Job::Copy { data, .. } => data.len(),
+        _ => 0,
+    }
+}
+
+/// Runs `job` to its end.
+async fn done(client: Arc<Client>, job: Job) -> Done {
+    let (kind, relid) = match &job {
+        Job::Execute { outcome, .. } | Job::Copy { outcome, .. } => {
+            (outcome.kind.clone(), outcome.relid)
+        }
+        _ => (Kind::Other, 0),
+    };
+    let copy = match &job {
+        Job::Copy { data, .. } => Some(data.clone()),
+        _ => None,
+    };
+    let size = size(&job);
+    let (result, params) = match job {
+        Job::Execute {
+            stmt,
+            params,
+            outcome,
+            check,
+        } => {
+            let update = outcome.update.clone();
+            match execute(&client, &stmt, &params, outcome, check).await {
+                Ok(o) => (Ok(Some(o)), None),
+                Err(e) => (Err(e), Some((params, update))),
+            }
+        }
+        job => (perform(&client, job).await, None),
+    };
+    Done {
+        result,
+        kind,
+        relid,
+        copy,
+        params,
+        size,
+    }
+}
+
 async fn run(client: Arc<Client>, mut rx: mpsc::Receiver<Job>) {
-    let mut done = Vec::new();
-    let mut failed: Option<Failed> = None;
-    while let Some(job) = rx.recv().await {
+    use futures_util::StreamExt;
+    let mut book = Book::default();
+    let mut flight: futures_util::stream::FuturesOrdered<InFlight> =
+        futures_util::stream::FuturesOrdered::new();
+    let mut bytes = 0usize;
+    loop {
+        let room = flight.len() < IN_FLIGHT && bytes < IN_FLIGHT_BYTES;
+        let job = tokio::select! {
+            biased;
+            Some(d) = flight.next(), if !flight.is_empty() => {
+                bytes -= d.size;
+                book.take(d);
+                continue;
+            }
+            job = rx.recv(), if room => job,
+        };
+        let Some(job) = job else {
+            break;
+        };
         if let Job::Barrier(reply) = job {
-            let result = match failed.take() {
+            while let Some(d) = flight.next().await {
+                book.take(d);
+            }
+            bytes = 0;
+            let result = match book.failed.take() {
                 Some(e) => Err(e),
-                None => Ok(std::mem::take(&mut done)),
+                None => Ok(std::mem::take(&mut book.done)),
             };
-            done.clear();
+            book.done.clear();
             let _ = reply.send(result);
             continue;
         }
-        if failed.is_some() {
+        if book.failed.is_some() {
             continue;
         }
-        let (kind, relid) = match &job {
-            Job::Execute { outcome, .. } | Job::Copy { outcome, .. } => {
-                (outcome.kind.clone(), outcome.relid)
+        if pipelined(&job) {
+            let size = size(&job);
+            let mut fut: InFlight = Box::pin(done(client.clone(), job));
+            // Its requests are written to the connection when it is first polled: now,
+            // so that they go out in the order of the jobs.
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+            let fut: InFlight = match first {
+                std::task::Poll::Ready(d) => Box::pin(std::future::ready(d)),
+                std::task::Poll::Pending => fut,
+            };
+            bytes += size;
+            flight.push_back(fut);
+        } else {
+            while let Some(d) = flight.next().await {
+                book.take(d);
             }
-            _ => (Kind::Other, 0),
-        };
-        let copy = match &job {
-            Job::Copy { data, .. } => Some(data.clone()),
-            _ => None,
-        };
-        let result = match job {
-            Job::Execute {
-                stmt,
-                params,
-                outcome,
-                check,
-            } => {
-                let update = outcome.update.clone();
-                execute(&client, &stmt, &params, outcome, check)
-                    .await
-                    .map(Some)
-                    .map_err(|e| (e, Some((params, update))))
-            }
-            job => perform(&client, job).await.map_err(|e| (e, None)),
-        };
-        match result {
-            Ok(Some(o)) => done.push(o),
-            Ok(None) => {}
-            Err((error, params)) => {
-                failed = Some(Failed {
-                    error,
-                    kind,
-                    relid,
-                    copy,
-                    params,
-                })
+            bytes = 0;
+            if book.failed.is_none() {
+                let d = done(client.clone(), job).await;
+                book.take(d);
             }
         }
     }
@@ -334,6 +481,30 @@ async fn execute(
             })
             .collect();
     }
+    if let (
+        Check::Returned {
+            key_names,
+            key_params,
+        },
+        Params::Arrays(arrays),
+    ) = (&check, params)
+    {
+        let missing: Vec<usize> = client
+            .query(stmt, &refs)
+            .await
+            .map_err(|e| SqlError::new(context(), e))?
+            .iter()
+            .map(|r| r.get::<_, i64>(0) as usize)
+            .collect();
+        outcome.missing_count = missing.len() as u64;
+        outcome.affected = outcome.expected.saturating_sub(outcome.missing_count);
+        outcome.missing = missing
+            .iter()
+            .map(|&o| key_at(key_names, key_params, arrays, o - 1))
+            .collect();
+        outcome.exact = true;
+        return Ok(outcome);
+    }
     let affected = client
         .execute(stmt, &refs)
         .await
@@ -374,13 +545,13 @@ async fn perform(client: &Client, job: Job) -> std::result::Result<Option<Outcom
             .await
             .map(Some),
         Job::Copy {
-            sql,
+            stmt,
             data,
             mut outcome,
         } => {
             let context = || format!("inserting into {}", outcome.table);
             let sink = client
-                .copy_in::<_, Bytes>(&sql)
+                .copy_in::<_, Bytes>(&stmt)
                 .await
                 .map_err(|e| SqlError::new(context(), e))?;
             let mut sink = std::pin::pin!(sink);
@@ -478,7 +649,8 @@ async fn find_missing(
                 }
             }
         }
-        (Check::Run { .. }, Params::Row(_)) => {}
+        (Check::Run { .. } | Check::Returned { .. }, Params::Row(_))
+        | (Check::Returned { .. }, Params::Arrays(_)) => {}
     }
     Ok(())
 }

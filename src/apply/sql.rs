@@ -206,6 +206,12 @@ fn unnest(n: usize) -> String {
     format!("unnest({params}) AS u({names})")
 }
 
+/// [`unnest`] with the rows numbered `u.o`.
+fn unnest_numbered(n: usize) -> String {
+    let (params, names) = unnest_lists(n);
+    format!("unnest({params}) WITH ORDINALITY AS u({names}, o)")
+}
+
 /// `t.k1 = u.c1::type AND …`: the key columns against the unnest columns `first…`.
 fn key_matches(keys: &[&Col], first: usize) -> String {
     keys.iter()
@@ -230,6 +236,33 @@ pub fn update_by_key(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> St
         unnest(n),
         key_matches(keys, 1)
     )
+}
+
+/// `statement` (an UPDATE or DELETE of a run whose unnest is numbered `u.o`, see
+/// [`update_by_key_missing`]) made to return what found no row: the ordinals of the run's
+/// rows it changed nothing for, in one round trip, so that nothing has to be asked
+/// afterwards (and later statements can be sent before it completes). Exact where no row
+/// trigger can keep a row.
+fn returning_missing(statement: String) -> String {
+    format!(
+        "WITH done AS ({statement} RETURNING u.o) \
+         SELECT s.o FROM generate_series(1, cardinality($1::text[])) AS s(o) \
+         EXCEPT SELECT o FROM done ORDER BY 1"
+    )
+}
+
+/// [`update_by_key`] returning the ordinals of the rows that found nothing.
+pub fn update_by_key_missing(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> String {
+    let n = keys.len() + set.len();
+    let statement = update_by_key(table, only, keys, set).replace(&unnest(n), &unnest_numbered(n));
+    returning_missing(statement)
+}
+
+/// [`delete_by_key`] returning the ordinals of the rows that found nothing.
+pub fn delete_by_key_missing(table: &str, only: &str, keys: &[&Col]) -> String {
+    let n = keys.len();
+    let statement = delete_by_key(table, only, keys).replace(&unnest(n), &unnest_numbered(n));
+    returning_missing(statement)
 }
 
 /// After a run changed fewer rows than it had: the rows (by ordinality) for which no
@@ -483,6 +516,20 @@ mod tests {
         assert_eq!(
             update_by_key("t", "ONLY ", &[&id], &[&id, &v]),
             r#"UPDATE ONLY t AS t SET "id" = u.c2::bigint, "v" = u.c3::character varying FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, c3) WHERE t."id" = u.c1::bigint"#
+        );
+    }
+
+    #[test]
+    fn runs_can_return_the_ordinals_of_their_rows_that_found_nothing() {
+        let id = col("id", "bigint");
+        let v = col("v", "text");
+        assert_eq!(
+            update_by_key_missing("t", "ONLY ", &[&id], &[&v]),
+            r#"WITH done AS (UPDATE ONLY t AS t SET "v" = u.c2::text FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(c1, c2, o) WHERE t."id" = u.c1::bigint RETURNING u.o) SELECT s.o FROM generate_series(1, cardinality($1::text[])) AS s(o) EXCEPT SELECT o FROM done ORDER BY 1"#
+        );
+        assert_eq!(
+            delete_by_key_missing("t", "", &[&id]),
+            r#"WITH done AS (DELETE FROM t AS t USING unnest($1::text[]) WITH ORDINALITY AS u(c1, o) WHERE t."id" = u.c1::bigint RETURNING u.o) SELECT s.o FROM generate_series(1, cardinality($1::text[])) AS s(o) EXCEPT SELECT o FROM done ORDER BY 1"#
         );
     }
 

@@ -6,14 +6,17 @@ use super::*;
 /// A prepared statement's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum StmtKey {
-    /// Update by the key at these positions, setting those.
-    Update(u32, Vec<usize>, Vec<usize>),
-    /// Delete by the key at these positions.
-    Delete(u32, Vec<usize>),
+    /// Update by the key at these positions, setting those (returning the rows that
+    /// found nothing).
+    Update(u32, Vec<usize>, Vec<usize>, bool),
+    /// Delete by the key at these positions (returning the rows that found nothing).
+    Delete(u32, Vec<usize>, bool),
     /// Update of one row equal to the old one (these columns NULL), setting those.
     UpdateFull(u32, Vec<bool>, Vec<usize>),
     /// Delete of one row equal to the old one (these columns NULL).
     DeleteFull(u32, Vec<bool>),
+    /// COPY of these columns.
+    Copy(u32, Vec<usize>),
 }
 
 impl StmtKey {
@@ -22,7 +25,8 @@ impl StmtKey {
             StmtKey::Update(id, ..)
             | StmtKey::Delete(id, ..)
             | StmtKey::UpdateFull(id, ..)
-            | StmtKey::DeleteFull(id, ..) => *id,
+            | StmtKey::DeleteFull(id, ..)
+            | StmtKey::Copy(id, ..) => *id,
         }
     }
 }
@@ -65,45 +69,60 @@ impl ApplySink {
         self.stats.statements += 1;
         match &run.kind {
             RunKind::Insert => {
-                let cols = target.cols_at(&target.written());
-                let copy = sql::copy_in(&target.table, &cols);
+                let written = target.written();
+                let stmt = self
+                    .statement(StmtKey::Copy(run.relid, written.clone()), || {
+                        sql::copy_in(&target.table, &target.cols_at(&written))
+                    })
+                    .await?;
                 let o = Outcome::new(Kind::Insert, run.relid, &target.name, rows);
-                self.exec.copy(copy, Bytes::from(run.copy), o).await?;
+                self.exec.copy(stmt, Bytes::from(run.copy), o).await?;
             }
             RunKind::Update(key, set) => {
                 let (key, set) = (key.clone(), set.clone());
+                let returned = self.returns_missing(&target);
                 let stmt = self
-                    .statement(StmtKey::Update(run.relid, key.clone(), set.clone()), || {
-                        sql::update_by_key(
+                    .statement(
+                        StmtKey::Update(run.relid, key.clone(), set.clone(), returned),
+                        || {
+                            let (keys, sets) = (target.cols_at(&key), target.cols_at(&set));
+                            if returned {
+                                sql::update_by_key_missing(&target.table, target.only, &keys, &sets)
+                            } else {
+                                sql::update_by_key(&target.table, target.only, &keys, &sets)
+                            }
+                        },
+                    )
+                    .await?;
+                let check = if returned {
+                    Check::Returned {
+                        key_names: target.names_at(&key),
+                        key_params: (0..key.len()).collect(),
+                    }
+                } else {
+                    // The probe finds the new key of each row among the parameters.
+                    let new_key: Vec<usize> = key
+                        .iter()
+                        .enumerate()
+                        .map(|(j, k)| {
+                            set.iter()
+                                .position(|s| s == k)
+                                .map_or(j + 1, |p| key.len() + p + 1)
+                        })
+                        .collect();
+                    Check::Run {
+                        key_names: target.names_at(&key),
+                        key_params: (0..key.len()).collect(),
+                        probe: Probe::Missing(sql::probe(
                             &target.table,
                             target.only,
                             &target.cols_at(&key),
-                            &target.cols_at(&set),
-                        )
-                    })
-                    .await?;
-                // The probe finds the new key of each row among the parameters.
-                let new_key: Vec<usize> = key
-                    .iter()
-                    .enumerate()
-                    .map(|(j, k)| {
-                        set.iter()
-                            .position(|s| s == k)
-                            .map_or(j + 1, |p| key.len() + p + 1)
-                    })
-                    .collect();
-                let check = Check::Run {
-                    key_names: target.names_at(&key),
-                    key_params: (0..key.len()).collect(),
-                    probe: Probe::Missing(sql::probe(
-                        &target.table,
-                        target.only,
-                        &target.cols_at(&key),
-                        key.len() + set.len(),
-                        &[(1..=key.len()).collect(), new_key],
-                        false,
-                    )),
-                    origins: self.origins_probe(&target, &key, key.len() + set.len()),
+                            key.len() + set.len(),
+                            &[(1..=key.len()).collect(), new_key],
+                            false,
+                        )),
+                        origins: self.origins_probe(&target, &key, key.len() + set.len()),
+                    }
                 };
                 let mut o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
                 o.update = Some(UpdateLayout { key, set });
@@ -113,24 +132,37 @@ impl ApplySink {
             }
             RunKind::Delete(key) => {
                 let key = key.clone();
+                let returned = self.returns_missing(&target);
                 let stmt = self
-                    .statement(StmtKey::Delete(run.relid, key.clone()), || {
-                        sql::delete_by_key(&target.table, target.only, &target.cols_at(&key))
+                    .statement(StmtKey::Delete(run.relid, key.clone(), returned), || {
+                        let keys = target.cols_at(&key);
+                        if returned {
+                            sql::delete_by_key_missing(&target.table, target.only, &keys)
+                        } else {
+                            sql::delete_by_key(&target.table, target.only, &keys)
+                        }
                     })
                     .await?;
-                let at = [(1..=key.len()).collect::<Vec<usize>>()];
-                let check = Check::Run {
-                    key_names: target.names_at(&key),
-                    key_params: (0..key.len()).collect(),
-                    probe: Probe::Kept(sql::probe(
-                        &target.table,
-                        target.only,
-                        &target.cols_at(&key),
-                        key.len(),
-                        &at,
-                        true,
-                    )),
-                    origins: self.origins_probe(&target, &key, key.len()),
+                let check = if returned {
+                    Check::Returned {
+                        key_names: target.names_at(&key),
+                        key_params: (0..key.len()).collect(),
+                    }
+                } else {
+                    let at = [(1..=key.len()).collect::<Vec<usize>>()];
+                    Check::Run {
+                        key_names: target.names_at(&key),
+                        key_params: (0..key.len()).collect(),
+                        probe: Probe::Kept(sql::probe(
+                            &target.table,
+                            target.only,
+                            &target.cols_at(&key),
+                            key.len(),
+                            &at,
+                            true,
+                        )),
+                        origins: self.origins_probe(&target, &key, key.len()),
+                    }
                 };
                 let o = Outcome::new(Kind::Delete, run.relid, &target.name, rows);
                 self.exec
@@ -139,6 +171,13 @@ impl ApplySink {
             }
         }
         Ok(())
+    }
+
+    /// Whether a run's statement returns the rows that found nothing (and so can be
+    /// pipelined): where no row trigger can keep a row (a row not changed is then a row
+    /// not found), and no query about the rows' origins has to come first.
+    fn returns_missing(&self, target: &Target) -> bool {
+        !target.row_triggers && self.opts.own_origin.is_none()
     }
 
     /// Where the destination tells who last wrote a row: the query that finds the rows

@@ -31,7 +31,9 @@ pub struct Faults {
     pub reset_percent: u64,
     /// Once this many bytes (drawn) have passed, forward nothing for the duration.
     pub stall: Option<(Range<u64>, Duration)>,
-    /// Delay added to every chunk forwarded, each way.
+    /// One-way latency, each way: every chunk is forwarded this long after it was read,
+    /// however many are in flight (a long, fast link: no bandwidth limit). A delayed
+    /// connection is not cut or stalled.
     pub delay: Duration,
 }
 
@@ -212,6 +214,15 @@ async fn relay(
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    if !plan.delay.is_zero() {
+        let (from_client, to_client) = client.into_split();
+        let (from_server, to_server) = server.into_split();
+        tokio::join!(
+            one_way(from_client, to_server, plan.delay, counters.clone()),
+            one_way(from_server, to_client, plan.delay, counters),
+        );
+        return;
+    }
     let mut passed = 0u64;
     let mut stalled = false;
     let mut up = vec![0u8; 16 << 10];
@@ -273,9 +284,6 @@ async fn relay(
             counters.cuts.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if !plan.delay.is_zero() {
-            tokio::time::sleep(plan.delay).await;
-        }
         if to.write_all(buf).await.is_err() {
             break;
         }
@@ -283,4 +291,40 @@ async fn relay(
     }
     let _ = client.shutdown().await;
     let _ = server.shutdown().await;
+}
+
+/// One direction of a delayed connection: what is read is written `delay` later, while
+/// reading goes on.
+async fn one_way(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+    counters: Arc<Counters>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let read = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0
+                || tx
+                    .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let write = async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&bytes).await.is_err() {
+                break;
+            }
+            counters
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }

@@ -153,10 +153,26 @@ pub fn terminate(child: &Child) {
 }
 
 /// The destination server of the sync tests of this process (the source is
-/// `cluster::shared()`).
+/// `cluster::shared()`, of `$PGSUB_PGBIN`'s major). `$PGSUB_DEST_PGBIN` gives it binaries of
+/// their own, so that the matrix replicates from each major into another (`.ci/run`).
 pub fn dest_cluster() -> &'static Cluster {
     static C: OnceLock<Cluster> = OnceLock::new();
-    C.get_or_init(|| Cluster::start(ClusterOptions::default()).expect("a destination cluster"))
+    C.get_or_init(|| Cluster::start(dest_options()).expect("a destination cluster"))
+}
+
+/// The options of a destination cluster: the binaries of `$PGSUB_DEST_PGBIN` where set.
+pub fn dest_options() -> ClusterOptions {
+    let bin = std::env::var("PGSUB_DEST_PGBIN")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(|dir| {
+            pgsub_testkit::PgBin::from_dir(&dir)
+                .unwrap_or_else(|e| panic!("PGSUB_DEST_PGBIN={dir}: {e}"))
+        });
+    ClusterOptions {
+        bin,
+        ..ClusterOptions::default()
+    }
 }
 
 /// A source database on the shared cluster and a destination database of the same name.
