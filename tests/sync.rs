@@ -701,3 +701,64 @@ fn a_publication_named_with_a_backslash_a_quote_and_unicode_is_copied_and_stream
         [publication]
     );
 }
+
+#[test]
+fn schema_create_builds_the_sources_indexes_after_the_copy_and_before_any_change() {
+    let (s, d, db) = pair("indexes");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, a int, b text, c int, CONSTRAINT t_c_key UNIQUE (c));
+         CREATE INDEX t_a_idx ON t (a);
+         CREATE INDEX t_lower_b ON t (lower(b)) WHERE a > 10;
+         INSERT INTO t SELECT g, g % 50, 'x' || g, g FROM generate_series(1, 1000) g;
+         CREATE TABLE u (id int PRIMARY KEY, v int);
+         CREATE INDEX u_v_idx ON u (v);
+         CREATE INDEX u_v_desc ON u (v DESC);
+         CREATE PUBLICATION p FOR TABLE t, u;",
+    );
+    // A table the operator made, with one of the source's indexes and not the other.
+    sql(
+        d,
+        &db,
+        "CREATE TABLE u (id int PRIMARY KEY, v int); CREATE INDEX u_v_idx ON u (v)",
+    );
+    let out = sync(s, d, &db, "p", &["--schema", "create"]).expect_code(0);
+    let indexes = |c: &Cluster| {
+        rows(
+            c,
+            &db,
+            "SELECT tablename || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        )
+    };
+    assert_eq!(indexes(d), indexes(s), "{}", out.stderr);
+    assert_eq!(
+        sql(
+            d,
+            &db,
+            "SELECT conname || ' ' || contype::text FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'u'"
+        ),
+        "t_c_key u",
+        "the unique constraint is a constraint"
+    );
+    // Built after the copy, before streaming began.
+    let at = |what: &str| {
+        out.stderr
+            .find(what)
+            .unwrap_or_else(|| panic!("no `{what}` in {}", out.stderr))
+    };
+    assert!(at("initial copy finished") < at("index built"));
+    assert!(at("index built") < at("streaming slot="));
+    assert_eq!(
+        out.stderr.matches("index built").count(),
+        4,
+        "{}",
+        out.stderr
+    );
+    // The copy is complete and the constraint holds for what streams.
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM t"), "1000");
+    sql(s, &db, "INSERT INTO t VALUES (1001, 1, 'y', 1001)");
+    let again = sync(s, d, &db, "p", &["--schema", "create"]).expect_code(0);
+    assert!(!again.stderr.contains("index built"), "{}", again.stderr);
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM t"), "1001");
+}

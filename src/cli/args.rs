@@ -534,7 +534,8 @@ choice! {
     SchemaArg => crate::sync::schema::SchemaMode {
         /// Check that the destination's tables take the source's values.
         Verify,
-        /// Create what is missing.
+        /// Create what is missing: schemas, tables (with their key), columns; the source's
+        /// other indexes and unique constraints after the copy.
         Create,
         /// Do nothing.
         Skip,

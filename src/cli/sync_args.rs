@@ -32,7 +32,8 @@ pub struct SyncArgs {
     /// Seconds to wait for a slot another process is streaming from.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub slot_wait: u64,
-    /// Table definitions on the destination: verify they match, create what is missing, or skip.
+    /// Table definitions on the destination: verify they match, create what is missing (the
+    /// source's secondary indexes are built after the copy, before streaming), or skip.
     #[arg(long, value_enum, default_value_t = SchemaArg::Verify)]
     pub schema: SchemaArg,
     /// Copy the tables' current contents first (default: when this run creates the slot).

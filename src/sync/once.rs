@@ -292,6 +292,15 @@ pub async fn run(
         states = crate::state::tables::states(&dest.client, &name).await?;
     }
 
+    // Indexes after the data, before any change is applied.
+    if opts.schema == SchemaMode::Create {
+        let mut src = source::connect(&opts.source, false).await?;
+        let wanted = schema::indexes::read(&mut src, &tables).await?;
+        src.close().await;
+        let missing = schema::indexes::missing(&dest.client, wanted).await?;
+        schema::indexes::build(&opts.dest, missing, opts.copy_jobs).await?;
+    }
+
     // Streaming, from the stored progress (the server starts at the later of that and the
     // slot's confirmed position).
     let mut snapshots = OidMap::default();

@@ -9,13 +9,15 @@
 //! - `create`: missing schemas and tables are created from the source's catalogs (columns
 //!   and types by name, NOT NULL, constant defaults, the primary key or a unique
 //!   constraint on the replica-identity index); missing columns are added. User-defined
-//!   types must already exist on the destination: pgsub names the missing ones.
+//!   types must already exist on the destination: pgsub names the missing ones. The
+//!   source's other indexes and unique constraints are built after the copy ([`indexes`]).
 //! - `skip`: nothing is checked; mismatches surface as errors when rows are applied.
 
 use crate::pg::ident::ident as escape_identifier;
 use tokio_postgres::Client;
 
 pub mod compat;
+pub mod indexes;
 
 use crate::apply::table::{self, DestColumn, DestTable, Equality};
 use crate::error::{Error, Result};
