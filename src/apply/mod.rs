@@ -110,6 +110,8 @@ pub struct ApplyOptions {
     /// origin id pgsub's own writes carry, so that updating or deleting a row another
     /// origin wrote last counts as `*_origin_differs` (`None`: not told).
     pub own_origin: Option<u32>,
+    /// The destination's round trip, which spaces the group's savepoints.
+    pub dest_round_trip: Duration,
     /// Columns generated on the source, by relation (PostgreSQL 18 publishes them).
     pub source_generated: OidMap<Vec<String>>,
     /// Where streamed transactions are kept (default: a directory of its own under the
@@ -166,10 +168,12 @@ impl ApplySink {
     ) -> Self {
         let exec = Executor::start(dest.client.clone());
         let spool = Spool::new(opts.spool_dir.clone().unwrap_or_else(default_spool_dir));
+        let mut txns = Transactions::new(applied, table_snapshots, limits);
+        txns.space_savepoints(opts.dest_round_trip);
         ApplySink {
             dest,
             exec,
-            txns: Transactions::new(applied, table_snapshots, limits),
+            txns,
             durability: Durability::new(sub, applied),
             opts,
             targets: OidMap::default(),

@@ -87,6 +87,10 @@ const SAVEPOINT_EVERY: Duration = Duration::from_millis(10);
 /// overflowing (beyond that, every snapshot on the destination would look subtransactions
 /// up in `pg_subtrans`).
 const SAVEPOINT_CHANGES: u64 = 500;
+/// A destination this close (round trip) keeps the savepoints' spacing as it is.
+const NEAR: Duration = Duration::from_micros(500);
+/// The most the savepoints' spacing grows for a far destination.
+const MAX_SAVEPOINT_SCALE: u32 = 20;
 
 /// What a Begin means for the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,9 @@ pub struct Transactions {
     skip_before: Lsn,
     table_snapshots: OidMap<Lsn>,
     limits: GroupLimits,
+    /// Savepoints are spaced this many times [`SAVEPOINT_EVERY`] and
+    /// [`SAVEPOINT_CHANGES`] apart (see [`Transactions::space_savepoints`]).
+    savepoint_scale: u32,
     txn: Option<SourceTxn>,
     group: Option<Group>,
 }
@@ -116,9 +123,20 @@ impl Transactions {
             skip_before: applied,
             table_snapshots,
             limits,
+            savepoint_scale: 1,
             txn: None,
             group: None,
         }
+    }
+
+    /// Spaces the group's savepoints for a destination `round_trip` away. A savepoint ends
+    /// the run of changes before it, and a run's COPY costs a round trip of its own: near
+    /// (up to [`NEAR`]) savepoints keep their spacing; farther, it grows with the round
+    /// trip (at most [`MAX_SAVEPOINT_SCALE`] times), so that their cost stays a small part
+    /// of the apply, at the price of more work given up on a source fault.
+    pub fn space_savepoints(&mut self, round_trip: Duration) {
+        let scale = round_trip.as_micros() / NEAR.as_micros();
+        self.savepoint_scale = (scale as u32).clamp(1, MAX_SAVEPOINT_SCALE);
     }
 
     /// A source transaction begins.
@@ -235,7 +253,8 @@ impl Transactions {
         let due = match &g.savepoint {
             None => true,
             Some((_, changes, at)) => {
-                g.changes - changes >= SAVEPOINT_CHANGES || at.elapsed() >= SAVEPOINT_EVERY
+                g.changes - changes >= SAVEPOINT_CHANGES * u64::from(self.savepoint_scale)
+                    || at.elapsed() >= SAVEPOINT_EVERY * self.savepoint_scale
             }
         };
         if !due {
@@ -343,6 +362,32 @@ mod tests {
         assert!(t.rewind());
         assert!(!t.in_transaction());
         assert_eq!(t.close_group(), Some((Lsn(40), "ts2".into())));
+    }
+
+    #[test]
+    fn savepoints_are_spaced_farther_for_a_far_destination() {
+        // Changes since the group's first savepoint before the next one is due (time
+        // aside: the test runs well within SAVEPOINT_EVERY).
+        let spacing = |round_trip: Duration| {
+            let mut t = txns(0);
+            t.space_savepoints(round_trip);
+            t.begin(Lsn(10));
+            t.commit(Lsn(20), "ts".into());
+            t.begin(Lsn(30));
+            assert_eq!(t.savepoint_due(), Some(false));
+            let mut n = 0;
+            while t.savepoint_due().is_none() {
+                t.count(1);
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(spacing(Duration::from_micros(80)), SAVEPOINT_CHANGES);
+        assert_eq!(spacing(Duration::from_millis(5)), 10 * SAVEPOINT_CHANGES);
+        assert_eq!(
+            spacing(Duration::from_secs(1)),
+            u64::from(MAX_SAVEPOINT_SCALE) * SAVEPOINT_CHANGES
+        );
     }
 
     #[test]

@@ -116,3 +116,17 @@ pub async fn set_replica_role(client: &Client) -> Result<bool> {
     }
     Ok(false)
 }
+
+/// The destination's round trip: the fastest of three trivial queries.
+pub async fn round_trip(client: &Client) -> Result<std::time::Duration> {
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        client
+            .simple_query("")
+            .await
+            .map_err(|e| SqlError::new("timing a round trip to the destination", e))?;
+        best = best.min(t0.elapsed());
+    }
+    Ok(best)
+}

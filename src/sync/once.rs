@@ -137,6 +137,8 @@ pub async fn run(
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
     crate::state::setup(&dest.client).await?;
+    let dest_round_trip = dest::round_trip(&dest.client).await?;
+    tracing::debug!(round_trip = ?dest_round_trip, "destination round trip");
     let tagged = crate::dest::origin::setup(&dest.client, &name).await?;
     let own_origin =
         crate::dest::origin::own_origin_id(&dest.client, dest.version_num, &name, tagged).await?;
@@ -353,6 +355,7 @@ pub async fn run(
             add_columns: opts.schema == SchemaMode::Create,
             on_conflict: opts.on_conflict,
             own_origin,
+            dest_round_trip,
             source_generated,
             // One directory per run: the spool is removed with it.
             spool_dir: opts
