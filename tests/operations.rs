@@ -227,6 +227,14 @@ fn drop_refuses_an_active_slot_unless_forced_and_removes_slot_and_progress() {
     );
     assert!(out.stderr.contains("--force"), "{}", out.stderr);
     assert_eq!(sql(d, &db, "SELECT count(*) FROM pgsub.progress"), "1");
+    let origins = || {
+        sql(
+            d,
+            &db,
+            &format!("SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgsub_{db}_{db}'"),
+        )
+    };
+    assert_eq!(origins(), "1", "the sync's writes carry its origin");
 
     let out = run(&[
         "drop", "--source", &src, "--dest", &dst, "--slot", &db, "--force",
@@ -261,6 +269,9 @@ fn drop_refuses_an_active_slot_unless_forced_and_removes_slot_and_progress() {
     // Again: nothing left, and it says so.
     let out = run(&["drop", "--source", &src, "--dest", &dst, "--slot", &db]).expect_code(0);
     assert!(out.stdout.contains("nothing to drop"), "{}", out.stdout);
+    // The origin, held by the sync until it ended, is gone with one drop or the other:
+    // it no longer takes one of the destination's origin states.
+    assert_eq!(origins(), "0", "{}", out.stdout);
 }
 
 #[test]

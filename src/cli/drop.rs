@@ -1,6 +1,6 @@
 //! `pgsub drop`: removes what pgsub made for one subscription — its slot on the source
-//! (and with it the WAL the slot retains) and its progress and table-copy rows on the
-//! destination. The replicated tables are left alone.
+//! (and with it the WAL the slot retains), and its progress, table-copy and conflict rows
+//! and its replication origin on the destination. The replicated tables are left alone.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -89,6 +89,22 @@ pub(crate) async fn run(cli: &Cli, args: &DropArgs) -> Result<()> {
             }
             None => said.push("no pgsub schema on the destination: no progress to remove".into()),
         }
+        let origin = crate::dest::origin::drop(&client, &name).await?;
+        said.push(match origin {
+            crate::dest::origin::Dropped::Yes => format!(
+                "dropped the replication origin of \"{name}\" on the destination (it held one of max_replication_slots' origin states)"
+            ),
+            crate::dest::origin::Dropped::NotThere => {
+                format!("no replication origin of \"{name}\" on the destination")
+            }
+            crate::dest::origin::Dropped::NotPermitted => format!(
+                "the replication origin of \"{name}\" was left on the destination: the role may not drop it (a superuser may, with pg_replication_origin_drop)"
+            ),
+            crate::dest::origin::Dropped::InUse => format!(
+                "the replication origin of \"{name}\" was left on the destination: a running pgsub holds it; stop it and run drop again"
+            ),
+        });
+        report["origin_dropped"] = json!(origin == crate::dest::origin::Dropped::Yes);
     } else {
         said.push("no --dest given: the destination's pgsub.progress and pgsub.tables rows were left alone".into());
     }

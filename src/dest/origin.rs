@@ -135,3 +135,55 @@ pub async fn own_origin_id(
         .get(0);
     Ok(Some(id as u32))
 }
+
+/// What became of a subscription's origin when it was asked to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Dropped: its replication-state slot (one of `max_replication_slots`) is free.
+    Yes,
+    /// There was none.
+    NotThere,
+    /// The role may not drop origins (a superuser, or EXECUTE on
+    /// `pg_replication_origin_drop`, may).
+    NotPermitted,
+    /// A session holds it: a pgsub with this name is still running.
+    InUse,
+}
+
+/// Drops the origin of subscription `name` in the connected database, if there is one.
+pub async fn drop(client: &Client, name: &str) -> Result<Dropped> {
+    let database: String = client
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(|e| SqlError::new("reading the destination's database name", e))?
+        .get(0);
+    let origin = origin_name(&database, name);
+    let found = client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_replication_origin WHERE roname = $1)",
+            &[&origin],
+        )
+        .await;
+    match found {
+        Ok(row) if !row.get::<_, bool>(0) => return Ok(Dropped::NotThere),
+        Ok(_) => {}
+        Err(e) if e.code().map(|c| c.code()) == Some(sqlstate::INSUFFICIENT_PRIVILEGE) => {
+            return Ok(Dropped::NotPermitted);
+        }
+        Err(e) => return Err(SqlError::new("looking for pgsub's replication origin", e).into()),
+    }
+    match client
+        .execute(
+            "SELECT pg_catalog.pg_replication_origin_drop($1)",
+            &[&origin],
+        )
+        .await
+    {
+        Ok(_) => Ok(Dropped::Yes),
+        Err(e) => match e.code().map(|c| c.code()) {
+            Some(sqlstate::INSUFFICIENT_PRIVILEGE) => Ok(Dropped::NotPermitted),
+            Some(sqlstate::OBJECT_IN_USE) => Ok(Dropped::InUse),
+            _ => Err(SqlError::new(format!("dropping the replication origin {origin}"), e).into()),
+        },
+    }
+}

@@ -412,6 +412,16 @@ impl Drop for Twin {
                 self.pgsub_db
             ),
         );
+        // pgsub's replication origin holds one of the destination's origin states (as
+        // many as max_replication_slots) until it is dropped, whatever the database.
+        let _ = self.dst.psql(
+            "postgres",
+            &format!(
+                "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin \
+                 WHERE roname LIKE 'pgsub\\_{}\\_%'",
+                self.pgsub_db
+            ),
+        );
         if !std::thread::panicking() {
             let force = if self.dst.version_num() >= 130000 {
                 " WITH (FORCE)"
