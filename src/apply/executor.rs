@@ -8,14 +8,13 @@
 //!
 //! Statements are pipelined: a job whose requests all go out when its future is first
 //! polled, with nothing asked after its reply — a prepared statement (a run returns the
-//! ordinals of its rows that found nothing, [`Check::Returned`]), a COPY (prepared; the
-//! connection sends nothing else until its data is done), BEGIN, a savepoint — is sent
+//! ordinals of its rows that found nothing, [`Check::Returned`]), BEGIN, a savepoint — is sent
 //! while the earlier ones still run, up to `IN_FLIGHT` jobs and `IN_FLIGHT_BYTES` of
 //! parameters; the server runs them in the order they arrive, and their results are read
 //! in that order. A far-away destination then costs a round trip per barrier, not per
 //! statement. A job that asks the destination something before or after its statement
-//! (a probe for rows a trigger kept, the origins of rows) waits for the ones before it
-//! and runs alone.
+//! (a probe for rows a trigger kept, the origins of rows), and a COPY (see `pipelined`),
+//! waits for the ones before it and runs alone.
 //!
 //! The queue is bounded (backpressure). The first failure is kept and every later job is
 //! skipped (those already sent fail as the aborted transaction's, and are not news);
@@ -320,9 +319,11 @@ fn pipelined(job: &Job) -> bool {
         Job::Execute { check, .. } => {
             matches!(check, Check::None | Check::Row(_) | Check::Returned { .. })
         }
-        // The connection sends nothing else until the COPY's data is done.
-        Job::Copy { .. } => true,
-        Job::Barrier(_) => false,
+        // A COPY sent while earlier statements were still running lost the values of a
+        // column added just before (differential seed 940: rows applied with the new
+        // column NULL, found only with the pipelining); until that is understood, a COPY
+        // waits for the jobs before it and runs alone.
+        Job::Copy { .. } | Job::Barrier(_) => false,
     }
 }
 
