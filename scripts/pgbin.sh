@@ -5,7 +5,7 @@
 
 PGSUB_PGBINS=${PGSUB_PGBINS:-/opt/pgbins}
 declare -A PGSUB_NPM_VERSION=(
-  [12]=12.22.0-beta.15 [13]=13.22.0-beta.15 [14]=14.23.0-beta.17 [15]=15.14.0-beta.17
+  [12]=12.22.0-beta.15 [13]=13.22.0-beta.15 [14]=14.23.0-beta.17 [15]=15.18.0-beta.17
   [16]=16.14.0-beta.17 [17]=17.10.0-beta.17 [18]=18.4.0-beta.17
 )
 
