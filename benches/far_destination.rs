@@ -26,24 +26,11 @@ use std::time::{Duration, Instant};
 use pgsub::Lsn;
 use pgsub_testkit::{Cluster, ClusterOptions};
 use support::fault_proxy::{FaultProxy, Faults};
-use support::{pgsub, sql as psql};
+use support::{confirmed_flush, pgsub, sql as psql};
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn confirmed(s: &Cluster, db: &str, slot: &str) -> Lsn {
-    psql(
-        s,
-        db,
-        &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"),
-    )
-    .parse()
-    .unwrap_or_default()
-}
+#[path = "common/env.rs"]
+mod env;
+use env::env_u64;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -146,7 +133,7 @@ fn main() {
     for c in ["native_near", "native_far"] {
         let t0 = Instant::now();
         psql(&d, c, &format!("ALTER SUBSCRIPTION {c} ENABLE"));
-        while confirmed(&s, &db, c) < end {
+        while confirmed_flush(&s, &db, c) < end {
             assert!(
                 t0.elapsed() < Duration::from_secs(1800),
                 "{c} did not catch up"

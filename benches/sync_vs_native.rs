@@ -22,12 +22,9 @@ use std::time::{Duration, Instant};
 use pgsub::Lsn;
 use pgsub_testkit::{Cluster, ClusterOptions};
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/env.rs"]
+mod env;
+use env::env_u64;
 
 fn psql(c: &Cluster, db: &str, sql: &str) -> String {
     c.psql(db, sql).unwrap_or_else(|e| panic!("{e}"))

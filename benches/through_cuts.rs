@@ -27,12 +27,9 @@ use pgsub_testkit::{Cluster, ClusterOptions};
 use support::fault_proxy::{FaultProxy, Faults};
 use support::{pgsub, sql as psql, start, terminate, wait};
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/env.rs"]
+mod env;
+use env::env_u64;
 
 fn count(c: &Cluster, db: &str) -> u64 {
     c.psql(db, "SELECT count(*) FROM events")

@@ -167,6 +167,9 @@ pub struct Failed {
     pub params: Option<(Params, Option<UpdateLayout>)>,
 }
 
+/// Where a barrier's answer goes.
+type Reply = oneshot::Sender<std::result::Result<Vec<Outcome>, Failed>>;
+
 enum Job {
     Execute {
         stmt: Statement,
@@ -185,7 +188,7 @@ enum Job {
     Savepoint {
         replaces: bool,
     },
-    Barrier(oneshot::Sender<std::result::Result<Vec<Outcome>, Failed>>),
+    Barrier(Reply),
 }
 
 /// The queue of destination work and the task draining it.
@@ -287,6 +290,16 @@ struct Book {
 }
 
 impl Book {
+    /// Answers a barrier with what was done since the last one, or the first failure;
+    /// the book starts over.
+    fn close(&mut self, reply: Reply) {
+        let done = std::mem::take(&mut self.done);
+        let _ = reply.send(match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(done),
+        });
+    }
+
     fn take(&mut self, d: Done) {
         if self.failed.is_some() {
             // After the first failure the transaction is aborted: later results are
@@ -342,8 +355,8 @@ fn size(job: &Job) -> usize {
     }
 }
 
-/// Runs `job` to its end.
-async fn done(client: Arc<Client>, job: Job) -> Done {
+/// Runs `job` (of `size` bytes in flight) to its end.
+async fn done(client: Arc<Client>, job: Job, size: usize) -> Done {
     let (kind, relid) = match &job {
         Job::Execute { outcome, .. } | Job::Copy { outcome, .. } => {
             (outcome.kind.clone(), outcome.relid)
@@ -354,7 +367,6 @@ async fn done(client: Arc<Client>, job: Job) -> Done {
         Job::Copy { data, .. } => Some(data.clone()),
         _ => None,
     };
-    let size = size(&job);
     let (result, params) = match job {
         Job::Execute {
             stmt,
@@ -380,66 +392,87 @@ async fn done(client: Arc<Client>, job: Job) -> Done {
     }
 }
 
+/// The pipelined jobs sent and not yet read back, in order, and the bytes they hold.
+struct Flight {
+    jobs: futures_util::stream::FuturesOrdered<InFlight>,
+    bytes: usize,
+}
+
+impl Flight {
+    fn has_room(&self) -> bool {
+        self.jobs.len() < IN_FLIGHT && self.bytes < IN_FLIGHT_BYTES
+    }
+
+    /// Sends `job`: its requests are written to the connection when its future is first
+    /// polled, which is done here, so that they go out in the order of the jobs.
+    async fn send(&mut self, client: Arc<Client>, job: Job) {
+        let size = size(&job);
+        let mut fut: InFlight = Box::pin(done(client, job, size));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+        let fut: InFlight = match first {
+            std::task::Poll::Ready(d) => Box::pin(std::future::ready(d)),
+            std::task::Poll::Pending => fut,
+        };
+        self.bytes += size;
+        self.jobs.push_back(fut);
+    }
+
+    /// Books the next job to finish, if one is in flight.
+    async fn next(&mut self, book: &mut Book) -> bool {
+        use futures_util::StreamExt;
+        let Some(d) = self.jobs.next().await else {
+            return false;
+        };
+        self.bytes -= d.size;
+        book.take(d);
+        true
+    }
+
+    /// Books every job in flight.
+    async fn drain(&mut self, book: &mut Book) {
+        while self.next(book).await {}
+    }
+}
+
 async fn run(client: Arc<Client>, mut rx: mpsc::Receiver<Job>) {
-    use futures_util::StreamExt;
     let mut book = Book::default();
-    let mut flight: futures_util::stream::FuturesOrdered<InFlight> =
-        futures_util::stream::FuturesOrdered::new();
-    let mut bytes = 0usize;
+    let mut flight = Flight {
+        jobs: futures_util::stream::FuturesOrdered::new(),
+        bytes: 0,
+    };
     loop {
-        let room = flight.len() < IN_FLIGHT && bytes < IN_FLIGHT_BYTES;
+        let room = flight.has_room();
         let job = tokio::select! {
             biased;
-            Some(d) = flight.next(), if !flight.is_empty() => {
-                bytes -= d.size;
-                book.take(d);
-                continue;
-            }
+            _ = flight.next(&mut book), if !flight.jobs.is_empty() => continue,
             job = rx.recv(), if room => job,
         };
         let Some(job) = job else {
             break;
         };
         if let Job::Barrier(reply) = job {
-            while let Some(d) = flight.next().await {
-                book.take(d);
-            }
-            bytes = 0;
-            let result = match book.failed.take() {
-                Some(e) => Err(e),
-                None => Ok(std::mem::take(&mut book.done)),
-            };
-            book.done.clear();
-            let _ = reply.send(result);
+            flight.drain(&mut book).await;
+            book.close(reply);
             continue;
         }
         if book.failed.is_some() {
             continue;
         }
         if pipelined(&job) {
-            let size = size(&job);
-            let mut fut: InFlight = Box::pin(done(client.clone(), job));
-            // Its requests are written to the connection when it is first polled: now,
-            // so that they go out in the order of the jobs.
-            let first =
-                std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-            let fut: InFlight = match first {
-                std::task::Poll::Ready(d) => Box::pin(std::future::ready(d)),
-                std::task::Poll::Pending => fut,
-            };
-            bytes += size;
-            flight.push_back(fut);
+            flight.send(client.clone(), job).await;
         } else {
-            while let Some(d) = flight.next().await {
-                book.take(d);
-            }
-            bytes = 0;
+            flight.drain(&mut book).await;
             if book.failed.is_none() {
-                let d = done(client.clone(), job).await;
+                let d = done(client.clone(), job, 0).await;
                 book.take(d);
             }
         }
     }
+}
+
+/// `values` as the parameters of a query.
+pub(super) fn sql_params<T: ToSql + Sync>(values: &[T]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
 /// Runs a prepared statement, with what its check asks for before and after.
@@ -452,9 +485,9 @@ async fn execute(
 ) -> std::result::Result<Outcome, SqlError> {
     let table = outcome.table.clone();
     let context = || format!("applying changes to {table}");
-    let refs: Vec<&(dyn ToSql + Sync)> = match params {
-        Params::Arrays(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
-        Params::Row(p) => p.iter().map(|v| v as &(dyn ToSql + Sync)).collect(),
+    let refs = match params {
+        Params::Arrays(p) => sql_params(p),
+        Params::Row(p) => sql_params(p),
     };
     if let (
         Check::Run {

@@ -189,10 +189,7 @@ impl ApplySink {
             Hit::Inserted(data) => {
                 let values = sql::copy_text_columns(data, cols.len());
                 let query = sql::unique_conflicts(&target.table, target.only, &cols, &indexes);
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
+                let params = executor::sql_params(&values);
                 self.dest.client.query_one(&query, &params).await
             }
             Hit::Updated(arrays, key, set) => {
@@ -204,10 +201,7 @@ impl ApplySink {
                     set,
                     &indexes,
                 );
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
-                    .iter()
-                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
+                let params = executor::sql_params(arrays);
                 self.dest.client.query_one(&query, &params).await
             }
         };

@@ -75,7 +75,6 @@ pub fn copy_text_columns(data: &[u8], ncols: usize) -> Vec<Vec<Option<String>>> 
 /// `cols`; 0 when none does. A NULL conflicts with nothing (unique indexes treat NULLs
 /// as distinct by default). 2 or more is PostgreSQL 18's `multiple_unique_conflicts`.
 pub fn unique_conflicts(table: &str, only: &str, cols: &[&Col], indexes: &[Vec<usize>]) -> String {
-    let (params, names) = unnest_lists(cols.len());
     let hits = indexes
         .iter()
         .map(|index| {
@@ -86,16 +85,12 @@ pub fn unique_conflicts(table: &str, only: &str, cols: &[&Col], indexes: &[Vec<u
                 .join(" AND ");
             format!("(EXISTS (SELECT FROM {only}{table} AS t WHERE {matches}))::int")
         })
-        .collect::<Vec<_>>()
-        .join(" + ");
-    let hits = if hits.is_empty() {
-        "0".to_owned()
-    } else {
-        hits
-    };
+        .collect();
     format!(
-        "SELECT coalesce((SELECT h FROM (SELECT {hits} AS h, u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o)) AS x \
-         WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+        "SELECT coalesce((SELECT h FROM (SELECT {} AS h, u.o FROM {}) AS x \
+         WHERE h > 0 ORDER BY o LIMIT 1), 0)",
+        sum(hits),
+        unnest_numbered(cols.len())
     )
 }
 
@@ -113,8 +108,6 @@ pub fn update_unique_conflicts(
     set: &[usize],
     indexes: &[Vec<usize>],
 ) -> String {
-    let n = key.len() + set.len();
-    let (params, names) = unnest_lists(n);
     let found = key
         .iter()
         .enumerate()
@@ -138,15 +131,12 @@ pub fn update_unique_conflicts(
                  AND (t.tableoid, t.ctid) <> (r.tableoid, r.ctid)))::int"
             )
         })
-        .collect::<Vec<_>>();
-    let hits = if hits.is_empty() {
-        "0".to_owned()
-    } else {
-        hits.join(" + ")
-    };
+        .collect();
     format!(
-        "SELECT coalesce((SELECT h FROM (SELECT {hits} AS h, u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) \
-         JOIN {only}{table} AS r ON {found}) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)"
+        "SELECT coalesce((SELECT h FROM (SELECT {} AS h, u.o FROM {} \
+         JOIN {only}{table} AS r ON {found}) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)",
+        sum(hits),
+        unnest_numbered(key.len() + set.len())
     )
 }
 
@@ -163,17 +153,21 @@ pub fn origin_differs(
     at: &[usize],
     own: u32,
 ) -> String {
-    let (params, names) = unnest_lists(nparams);
-    let matches = keys
-        .iter()
-        .zip(at)
-        .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
-        .collect::<Vec<_>>()
-        .join(" AND ");
     format!(
-        "SELECT u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) JOIN {only}{table} AS t ON {matches} \
-         WHERE (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)).roident <> {own} ORDER BY u.o"
+        "SELECT u.o FROM {} JOIN {only}{table} AS t ON {} \
+         WHERE (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)).roident <> {own} ORDER BY u.o",
+        unnest_numbered(nparams),
+        key_matches_at(keys, at.iter().copied())
     )
+}
+
+/// `a + b + …` of integer expressions, `0` for none.
+fn sum(terms: Vec<String>) -> String {
+    if terms.is_empty() {
+        "0".to_owned()
+    } else {
+        terms.join(" + ")
+    }
 }
 
 /// `$1::text[], $2::text[]` and `c1, c2`: `n` array parameters and their names.
@@ -214,9 +208,14 @@ fn unnest_numbered(n: usize) -> String {
 
 /// `t.k1 = u.c1::type AND …`: the key columns against the unnest columns `first…`.
 fn key_matches(keys: &[&Col], first: usize) -> String {
+    key_matches_at(keys, first..)
+}
+
+/// [`key_matches`] against the unnest columns numbered `at` (1-based), one per key column.
+fn key_matches_at(keys: &[&Col], at: impl IntoIterator<Item = usize>) -> String {
     keys.iter()
-        .enumerate()
-        .map(|(i, c)| format!("t.{} = u.c{}::{}", c.ident(), first + i, c.cast))
+        .zip(at)
+        .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
         .collect::<Vec<_>>()
         .join(" AND ")
 }
@@ -224,7 +223,11 @@ fn key_matches(keys: &[&Col], first: usize) -> String {
 /// Set-based update of a run: `keys` match the old key, `set` are assigned. Parameters:
 /// one `text[]` per key column, then one per set column.
 pub fn update_by_key(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> String {
-    let n = keys.len() + set.len();
+    update_from(table, only, keys, set, &unnest(keys.len() + set.len()))
+}
+
+/// [`update_by_key`] with the rows from `from`.
+fn update_from(table: &str, only: &str, keys: &[&Col], set: &[&Col], from: &str) -> String {
     let assignments = set
         .iter()
         .enumerate()
@@ -232,8 +235,7 @@ pub fn update_by_key(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> St
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "UPDATE {only}{table} AS t SET {assignments} FROM {} WHERE {}",
-        unnest(n),
+        "UPDATE {only}{table} AS t SET {assignments} FROM {from} WHERE {}",
         key_matches(keys, 1)
     )
 }
@@ -253,16 +255,18 @@ fn returning_missing(statement: String) -> String {
 
 /// [`update_by_key`] returning the ordinals of the rows that found nothing.
 pub fn update_by_key_missing(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> String {
-    let n = keys.len() + set.len();
-    let statement = update_by_key(table, only, keys, set).replace(&unnest(n), &unnest_numbered(n));
-    returning_missing(statement)
+    let from = unnest_numbered(keys.len() + set.len());
+    returning_missing(update_from(table, only, keys, set, &from))
 }
 
 /// [`delete_by_key`] returning the ordinals of the rows that found nothing.
 pub fn delete_by_key_missing(table: &str, only: &str, keys: &[&Col]) -> String {
-    let n = keys.len();
-    let statement = delete_by_key(table, only, keys).replace(&unnest(n), &unnest_numbered(n));
-    returning_missing(statement)
+    returning_missing(delete_using(
+        table,
+        only,
+        keys,
+        &unnest_numbered(keys.len()),
+    ))
 }
 
 /// After a run changed fewer rows than it had: the rows (by ordinality) for which no
@@ -281,15 +285,11 @@ pub fn probe(
     at: &[Vec<usize>],
     present: bool,
 ) -> String {
-    let (params, names) = unnest_lists(nparams);
     let exists = |params: &[usize]| {
-        let matches = keys
-            .iter()
-            .zip(params)
-            .map(|(c, p)| format!("t.{} = u.c{p}::{}", c.ident(), c.cast))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        format!("EXISTS (SELECT FROM {only}{table} AS t WHERE {matches})")
+        format!(
+            "EXISTS (SELECT FROM {only}{table} AS t WHERE {})",
+            key_matches_at(keys, params.iter().copied())
+        )
     };
     let cond = if present {
         exists(&at[0])
@@ -300,15 +300,20 @@ pub fn probe(
             .join(" AND ")
     };
     format!(
-        "SELECT u.o FROM unnest({params}) WITH ORDINALITY AS u({names}, o) WHERE {cond} ORDER BY u.o"
+        "SELECT u.o FROM {} WHERE {cond} ORDER BY u.o",
+        unnest_numbered(nparams)
     )
 }
 
 /// Set-based delete of a run by key. Parameters: one `text[]` per key column.
 pub fn delete_by_key(table: &str, only: &str, keys: &[&Col]) -> String {
+    delete_using(table, only, keys, &unnest(keys.len()))
+}
+
+/// [`delete_by_key`] with the rows from `using`.
+fn delete_using(table: &str, only: &str, keys: &[&Col], using: &str) -> String {
     format!(
-        "DELETE FROM {only}{table} AS t USING {} WHERE {}",
-        unnest(keys.len()),
+        "DELETE FROM {only}{table} AS t USING {using} WHERE {}",
         key_matches(keys, 1)
     )
 }

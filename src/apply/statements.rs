@@ -94,12 +94,7 @@ impl ApplySink {
                         },
                     )
                     .await?;
-                let check = if returned {
-                    Check::Returned {
-                        key_names: target.names_at(&key),
-                        key_params: (0..key.len()).collect(),
-                    }
-                } else {
+                let check = self.run_check(&target, &key, key.len() + set.len(), returned, || {
                     // The probe finds the new key of each row among the parameters.
                     let new_key: Vec<usize> = key
                         .iter()
@@ -110,20 +105,15 @@ impl ApplySink {
                                 .map_or(j + 1, |p| key.len() + p + 1)
                         })
                         .collect();
-                    Check::Run {
-                        key_names: target.names_at(&key),
-                        key_params: (0..key.len()).collect(),
-                        probe: Probe::Missing(sql::probe(
-                            &target.table,
-                            target.only,
-                            &target.cols_at(&key),
-                            key.len() + set.len(),
-                            &[(1..=key.len()).collect(), new_key],
-                            false,
-                        )),
-                        origins: self.origins_probe(&target, &key, key.len() + set.len()),
-                    }
-                };
+                    Probe::Missing(sql::probe(
+                        &target.table,
+                        target.only,
+                        &target.cols_at(&key),
+                        key.len() + set.len(),
+                        &[(1..=key.len()).collect(), new_key],
+                        false,
+                    ))
+                });
                 let mut o = Outcome::new(Kind::Update, run.relid, &target.name, rows);
                 o.update = Some(UpdateLayout { key, set });
                 self.exec
@@ -143,27 +133,16 @@ impl ApplySink {
                         }
                     })
                     .await?;
-                let check = if returned {
-                    Check::Returned {
-                        key_names: target.names_at(&key),
-                        key_params: (0..key.len()).collect(),
-                    }
-                } else {
-                    let at = [(1..=key.len()).collect::<Vec<usize>>()];
-                    Check::Run {
-                        key_names: target.names_at(&key),
-                        key_params: (0..key.len()).collect(),
-                        probe: Probe::Kept(sql::probe(
-                            &target.table,
-                            target.only,
-                            &target.cols_at(&key),
-                            key.len(),
-                            &at,
-                            true,
-                        )),
-                        origins: self.origins_probe(&target, &key, key.len()),
-                    }
-                };
+                let check = self.run_check(&target, &key, key.len(), returned, || {
+                    Probe::Kept(sql::probe(
+                        &target.table,
+                        target.only,
+                        &target.cols_at(&key),
+                        key.len(),
+                        &[(1..=key.len()).collect()],
+                        true,
+                    ))
+                });
                 let o = Outcome::new(Kind::Delete, run.relid, &target.name, rows);
                 self.exec
                     .execute(stmt, Params::Arrays(run.params), o, check)
@@ -171,6 +150,34 @@ impl ApplySink {
             }
         }
         Ok(())
+    }
+
+    /// What tells which rows of a run by `key` (its old values first among `nparams`
+    /// parameters) found nothing: the statement itself where it returns them
+    /// (`returned`), else `probe` afterwards, with the rows' origins asked first where
+    /// the destination tells them.
+    fn run_check(
+        &self,
+        target: &Target,
+        key: &[usize],
+        nparams: usize,
+        returned: bool,
+        probe: impl FnOnce() -> Probe,
+    ) -> Check {
+        let key_names = target.names_at(key);
+        let key_params = (0..key.len()).collect();
+        if returned {
+            return Check::Returned {
+                key_names,
+                key_params,
+            };
+        }
+        Check::Run {
+            key_names,
+            key_params,
+            probe: probe(),
+            origins: self.origins_probe(target, key, nparams),
+        }
     }
 
     /// Whether a run's statement returns the rows that found nothing (and so can be

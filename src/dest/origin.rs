@@ -23,6 +23,16 @@ pub fn origin_name(database: &str, name: &str) -> String {
     format!("pgsub_{database}_{name}")
 }
 
+/// The origin name of subscription `name` in the connected database.
+async fn origin_of(client: &Client, name: &str) -> Result<String> {
+    let database: String = client
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(|e| SqlError::new("reading the destination's database name", e))?
+        .get(0);
+    Ok(origin_name(&database, name))
+}
+
 /// Whether the session was tagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tagged {
@@ -35,12 +45,7 @@ pub enum Tagged {
 /// Sets the session's replication origin to the subscription's, creating the origin the
 /// first time.
 pub async fn setup(client: &Client, name: &str) -> Result<Tagged> {
-    let database: String = client
-        .query_one("SELECT pg_catalog.current_database()::text", &[])
-        .await
-        .map_err(|e| SqlError::new("reading the destination's database name", e))?
-        .get(0);
-    let origin = origin_name(&database, name);
+    let origin = origin_of(client, name).await?;
     let mut in_use = 0;
     loop {
         match try_setup(client, &origin).await {
@@ -120,15 +125,10 @@ pub async fn own_origin_id(
     if tagged == Tagged::NotPermitted {
         return Ok(Some(0));
     }
-    let database: String = client
-        .query_one("SELECT pg_catalog.current_database()::text", &[])
-        .await
-        .map_err(|e| SqlError::new("reading the destination's database name", e))?
-        .get(0);
     let id: i64 = client
         .query_one(
             "SELECT pg_catalog.pg_replication_origin_oid($1)::int8",
-            &[&origin_name(&database, name)],
+            &[&origin_of(client, name).await?],
         )
         .await
         .map_err(|e| SqlError::new("reading the replication origin's id", e))?
@@ -152,12 +152,7 @@ pub enum Dropped {
 
 /// Drops the origin of subscription `name` in the connected database, if there is one.
 pub async fn drop(client: &Client, name: &str) -> Result<Dropped> {
-    let database: String = client
-        .query_one("SELECT pg_catalog.current_database()::text", &[])
-        .await
-        .map_err(|e| SqlError::new("reading the destination's database name", e))?
-        .get(0);
-    let origin = origin_name(&database, name);
+    let origin = origin_of(client, name).await?;
     let found = client
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_replication_origin WHERE roname = $1)",

@@ -83,26 +83,32 @@ pub async fn read(conn: &mut Connection, tables: &[PublishedTable]) -> Result<Ve
 }
 
 /// Which of `indexes` the destination lacks (no relation, nor constraint, of that name in
-/// the schema).
+/// the schema), in one query.
 pub async fn missing(client: &Client, indexes: Vec<SourceIndex>) -> Result<Vec<SourceIndex>> {
-    let mut out = Vec::new();
-    for ix in indexes {
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
-                 ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2) \
-                 OR EXISTS (SELECT FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_namespace n \
-                 ON n.oid = k.connamespace WHERE n.nspname = $1 AND k.conname = $2)",
-                &[&ix.schema, &ix.name],
-            )
-            .await
-            .map_err(|e| SqlError::new("looking for the destination's indexes", e))?
-            .get(0);
-        if !exists {
-            out.push(ix);
-        }
+    if indexes.is_empty() {
+        return Ok(indexes);
     }
-    Ok(out)
+    let schemas: Vec<&str> = indexes.iter().map(|ix| ix.schema.as_str()).collect();
+    let names: Vec<&str> = indexes.iter().map(|ix| ix.name.as_str()).collect();
+    let exists: Vec<bool> = client
+        .query(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+             ON n.oid = c.relnamespace WHERE n.nspname = u.s AND c.relname = u.n) \
+             OR EXISTS (SELECT FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_namespace n \
+             ON n.oid = k.connamespace WHERE n.nspname = u.s AND k.conname = u.n) \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, n, o) ORDER BY u.o",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|e| SqlError::new("looking for the destination's indexes", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(indexes
+        .into_iter()
+        .zip(exists)
+        .filter_map(|(ix, exists)| (!exists).then_some(ix))
+        .collect())
 }
 
 /// How many indexes were built, and how many could not be.
