@@ -51,6 +51,9 @@ pub struct Header {
     pub options: String,
     /// When recording started (RFC 3339).
     pub recorded_at: String,
+    /// The publications streamed (absent in recordings of pgsub 0.1's first releases).
+    #[serde(default)]
+    pub publications: Vec<String>,
 }
 
 impl Header {
@@ -484,6 +487,7 @@ mod tests {
             start_lsn: "0/16B3748".into(),
             options: "(proto_version '3')".into(),
             recorded_at: "2026-11-26T00:00:00Z".into(),
+            publications: vec!["pub1".into()],
         }
     }
 
@@ -502,6 +506,15 @@ mod tests {
             out.push(f);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_header_written_before_publications_were_recorded_still_reads() {
+        let mut json = serde_json::to_value(header()).unwrap();
+        json.as_object_mut().unwrap().remove("publications");
+        let h: Header = serde_json::from_value(json).unwrap();
+        assert!(h.publications.is_empty());
+        assert_eq!(h.slot, "pgsub");
     }
 
     #[test]

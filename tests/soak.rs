@@ -426,6 +426,15 @@ fn nothing_is_lost_or_applied_twice_under_random_faults_of_every_kind() {
     }
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
+    // A pgsub respawned just now may not have begun: its first log line comes after its
+    // signal handlers are installed, so SIGTERM is sent once there is one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&pgsub_run.log).map_or(0, |m| m.len()) == 0
+        && Instant::now() < deadline
+        && matches!(pgsub_run.child.try_wait(), Ok(None))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     terminate(&pgsub_run.child);
     let status = pgsub_run.child.wait().unwrap();
     if pgsub_run.expected_stop.is_none() && !status.success() {

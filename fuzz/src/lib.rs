@@ -682,6 +682,7 @@ pub fn sample_recording(payloads: &[Bytes]) -> Vec<u8> {
         start_lsn: "0/100".into(),
         options: "(proto_version '4', streaming 'on', two_phase 'on', messages 'true', publication_names '\"pub1\"')".into(),
         recorded_at: "2026-01-01T00:00:00Z".into(),
+        publications: vec!["pub1".into()],
     };
     let mut w = pgsub::record::Writer::new(Vec::new(), "sample", &header)
         .expect("writing to memory cannot fail");

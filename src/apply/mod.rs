@@ -188,6 +188,12 @@ impl ApplySink {
         }
     }
 
+    /// Changes of `relid` committed before `snapshot` (its copy's) are skipped from now
+    /// on: the per-table rule, for a relid learnt from the stream (`sync --input`).
+    pub fn table_snapshot(&mut self, relid: u32, snapshot: Lsn) {
+        self.txns.table_snapshot(relid, snapshot);
+    }
+
     /// What was applied so far.
     pub fn stats(&self) -> &ApplyStats {
         &self.stats

@@ -182,6 +182,12 @@ impl Transactions {
         self.txn.is_some_and(|t| t.skip)
     }
 
+    /// Changes of `relid` in transactions committed before `snapshot` (its copy's) are
+    /// skipped from now on.
+    pub fn table_snapshot(&mut self, relid: u32, snapshot: Lsn) {
+        self.table_snapshots.insert(relid, snapshot);
+    }
+
     /// Whether the current transaction's changes to `relid` are skipped.
     pub fn skipping(&self, relid: u32) -> bool {
         match &self.txn {

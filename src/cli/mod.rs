@@ -126,16 +126,28 @@ pub(crate) fn output(cli: &Cli) -> crate::output::Output {
 }
 
 /// A channel that turns true on SIGINT or SIGTERM.
+///
+/// The handlers are installed before this returns (not in the task that waits on them), so
+/// a signal that arrives once the command has begun is never the default action's
+/// immediate exit.
 pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = watch::channel(false);
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!(
+            "could not install the SIGINT/SIGTERM handlers: a signal stops pgsub at once"
+        );
+        // The sender lives on, so that the receiver never reads as closed.
+        tokio::spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        return rx;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}

@@ -68,6 +68,7 @@ pub(crate) async fn run(cli: &Cli, args: &RecordArgs) -> Result<()> {
         start_lsn: started.start.to_string(),
         options: started.options.to_sql(),
         recorded_at: PgTimestamp::now().to_string(),
+        publications: started.options.publication_names.clone(),
     };
     let writer = Writer::new(BufWriter::with_capacity(1 << 20, file), &path, &header)?;
     let mut sink = RecordSink { writer };

@@ -1,13 +1,26 @@
-//! `pgsub sync`: parses its options and calls [`crate::sync::run`].
+//! `pgsub sync`: parses its options and calls [`crate::sync::run`], or, with `--input`,
+//! [`crate::sync::replay::run`].
 
 use std::time::Duration;
 
 use super::args::{Cli, SyncArgs};
 use crate::error::Result;
 use crate::sync::SyncOptions;
+use crate::sync::replay::ReplayOptions;
 
 pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
     let out = super::output(cli);
+    if let Some(input) = &args.input {
+        let opts = ReplayOptions {
+            input: input.clone(),
+            dest: super::resolve_dest(args.dest.conninfo.as_deref())?,
+            name: args.name.clone(),
+            until: args.until,
+            spool_dir: args.spool_dir.clone(),
+            on_conflict: args.on_conflict.into(),
+        };
+        return crate::sync::replay::run(&opts, &out, super::shutdown_signal()).await;
+    }
     let opts = SyncOptions {
         source: super::resolve_source(args.source.conninfo.as_deref())?,
         dest: super::resolve_dest(args.dest.conninfo.as_deref())?,

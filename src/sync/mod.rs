@@ -10,6 +10,7 @@
 pub mod copy;
 pub mod once;
 pub mod preflight;
+pub mod replay;
 pub mod schema;
 
 use std::path::PathBuf;

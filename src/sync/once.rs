@@ -464,7 +464,13 @@ async fn new_table(opts: &SyncOptions, known: &HashSet<String>) -> Result<Option
         .find(|r| !known.contains(r)))
 }
 
-fn report(out: &Output, end: &RunEnd, session: &Session, sink: &ApplySink) -> Result<()> {
+/// The run's summary: what the sink applied, then the session's.
+pub(super) fn report(
+    out: &Output,
+    end: &dyn std::fmt::Display,
+    session: &Session,
+    sink: &ApplySink,
+) -> Result<()> {
     let s = sink.stats();
     if !out.quiet {
         out.say(
@@ -486,5 +492,5 @@ fn report(out: &Output, end: &RunEnd, session: &Session, sink: &ApplySink) -> Re
             ),
         );
     }
-    crate::output::summary::print("sync", out, Some(end as &dyn std::fmt::Display), session)
+    crate::output::summary::print("sync", out, Some(end), session)
 }
