@@ -12,6 +12,7 @@
 //!   stream     received / applied / acknowledged positions, byte accounting  (no I/O)
 //!   record     recording files of raw replication streams
 //!   verify     row-by-row comparison of source and destination
+//!   bench      decode and apply throughput (`pgsub bench`)
 //!   cli        the `pgsub` commands
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! positions; [`lsn`] explains why only certain positions may be acknowledged.
 
 mod apply;
+mod bench;
 pub mod cli;
 pub mod conn;
 pub mod conninfo;

@@ -63,6 +63,19 @@ impl Header {
     }
 }
 
+/// A recording file opened for reading, its header read and checked.
+pub type FileReader = Reader<std::io::BufReader<std::fs::File>>;
+
+/// Opens the recording at `path` and reads its header.
+pub fn open(path: &std::path::Path) -> Result<FileReader, RecordError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| RecordError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    Reader::new(std::io::BufReader::with_capacity(1 << 20, file), &name)
+}
+
 /// A damaged or foreign recording.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

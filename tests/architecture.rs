@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// The rows of the map, top first.
 const ROWS: &[&[&str]] = &[
     &["cli"],
+    &["bench"],
     &["sync"],
     &["apply"],
     &["replicate"],

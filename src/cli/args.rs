@@ -83,6 +83,9 @@ pub enum Command {
         after_help = "Examples:\n  pgsub slot create --source 'host=db1 dbname=app user=repl' --slot pgsub\n  pgsub slot list --source 'host=db1 dbname=app user=repl'\n  pgsub slot drop --source 'host=db1 dbname=app user=repl' --slot pgsub\n\nA slot keeps WAL on the source until its client confirms it: drop slots nobody streams from."
     )]
     Slot(SlotCommand),
+    /// Measure throughput: decode (from a recording, or a slot's backlog on a live server) and apply (a recording replayed into a scratch database).
+    #[command(subcommand, after_help = BENCH_EXAMPLES)]
+    Bench(BenchCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  pgsub completions bash > /etc/bash_completion.d/pgsub\n  pgsub completions zsh > \"${fpath[1]}/_pgsub\"\n  pgsub completions fish > ~/.config/fish/completions/pgsub.fish"
@@ -93,6 +96,51 @@ pub enum Command {
         after_help = "Examples:\n  pgsub man | man -l -                       # read pgsub(1) now\n  pgsub man --dir /usr/local/share/man/man1  # install every page"
     )]
     Man(ManArgs),
+}
+
+const BENCH_EXAMPLES: &str = "Examples:
+  pgsub bench decode --input backlog.pgrec                     # decode alone, from a recording
+  pgsub bench decode --source 'host=db1 dbname=app user=repl' --publication pub1 --slot pgsub
+  pgsub bench apply --input backlog.pgrec --dest 'host=db2 dbname=postgres user=admin'
+  pgsub --format json bench decode --input backlog.pgrec       # one JSON object on stdout
+
+A live decode bench never acknowledges (the slot does not move) and stops at the source's WAL
+position when streaming began, unless --until says otherwise. The report gives bytes and
+messages per second by kind, the CPU time over the span (well below the span: the server was
+the bound) and the time from process start to the end.";
+
+/// `pgsub bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Decode rate: of a recording (--input), or of a slot's backlog streamed from the source.
+    Decode(BenchDecodeArgs),
+    /// Apply rate: a recording replayed into a scratch database the command creates and drops (needs CREATEDB on the destination).
+    Apply(BenchApplyArgs),
+}
+
+/// Arguments of `pgsub bench decode`.
+#[derive(Debug, Args)]
+pub struct BenchDecodeArgs {
+    /// Decode this recording instead of streaming from a source.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "publications"])]
+    pub input: Option<PathBuf>,
+    /// The stream (live).
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Arguments of `pgsub bench apply`.
+#[derive(Debug, Args)]
+pub struct BenchApplyArgs {
+    /// The recording to replay.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// The destination server (any database there; the scratch database is created beside it).
+    #[command(flatten)]
+    pub dest: DestArg,
+    /// Keep the scratch database afterwards (its name is logged).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Arguments of `pgsub completions`.

@@ -2,8 +2,7 @@
 //! a recording. Live, a transaction is acknowledged once its lines are written and
 //! stdout is flushed (unless `--no-ack`).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Stdout, Write};
+use std::io::{BufWriter, Stdout, Write};
 
 use bytes::Bytes;
 
@@ -84,12 +83,7 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
 /// Decodes a recording. `--until LSN` stops after the unit that reaches it;
 /// `--until caught-up` means the end of the recording.
 fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Result<()> {
-    let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| record::RecordError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let mut reader = record::Reader::new(BufReader::with_capacity(1 << 20, file), &name)?;
+    let mut reader = record::open(path)?;
     let mut session = Session::new(reader.header().start());
     let mut out = JsonLines::new();
     let target = match until {

@@ -2,6 +2,7 @@
 //! to stdout; logs and errors go to stderr.
 
 pub mod args;
+mod bench;
 mod decode;
 mod demo;
 mod drop;
@@ -18,7 +19,7 @@ mod verify;
 use tokio::sync::watch;
 
 pub use args::Cli;
-use args::{Command, SlotCommand};
+use args::{BenchCommand, Command, SlotCommand};
 
 use crate::conninfo::Conninfo;
 use crate::error::{Error, Result};
@@ -38,6 +39,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Slot(SlotCommand::Create(a)) => slot::create(&cli, a).await,
         Command::Slot(SlotCommand::Drop(a)) => slot::drop(&cli, a).await,
         Command::Slot(SlotCommand::List(a)) => slot::list(&cli, a).await,
+        Command::Bench(BenchCommand::Decode(a)) => bench::decode(&cli, a).await,
+        Command::Bench(BenchCommand::Apply(a)) => bench::apply(&cli, a).await,
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     }

@@ -29,8 +29,6 @@
 //! from the source, by a live `sync`.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -138,18 +136,35 @@ pub fn check_new_subscription(name: &str, named: bool, others: &[String]) -> Res
     )))
 }
 
+/// What a replay did.
+pub struct Replayed {
+    /// Why it ended.
+    pub end: ReplayEnd,
+    /// The session that read the recording (positions, accounting).
+    pub session: Session,
+    /// The sink that applied it (statistics, conflicts).
+    pub sink: ApplySink,
+    /// Time from the first frame read to everything durable.
+    pub elapsed: Duration,
+}
+
 /// Applies a recording into the destination, then prints the summary.
 pub async fn run(
     opts: &ReplayOptions,
     out: &Output,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
+    let r = replay(opts, shutdown).await?;
+    super::once::report(out, &r.end, &r.session, &r.sink)
+}
+
+/// Applies a recording into the destination.
+pub async fn replay(
+    opts: &ReplayOptions,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Replayed> {
     let path = opts.input.display().to_string();
-    let file = File::open(&opts.input).map_err(|source| record::RecordError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let mut reader = record::Reader::new(BufReader::with_capacity(1 << 20, file), &path)?;
+    let mut reader = record::open(&opts.input)?;
     let header = reader.header().clone();
     let name = opts.name.clone().unwrap_or_else(|| header.slot.clone());
 
@@ -242,6 +257,7 @@ pub async fn run(
         _ => None,
     };
     let mut session = Session::new(header.start());
+    let began = Instant::now();
     let read = feed(
         &mut reader,
         &mut session,
@@ -269,8 +285,23 @@ pub async fn run(
     if end == ReplayEnd::EndOfRecording {
         session.accounting().check()?;
     }
-    tracing::info!(durable = %durable, frames = reader.frames(), "replay complete");
-    super::once::report(out, &end, &session, &sink)
+    let elapsed = began.elapsed();
+    let s = sink.stats();
+    let changes = s.inserted + s.updated + s.deleted;
+    tracing::info!(
+        durable = %durable,
+        frames = reader.frames(),
+        seconds = format!("{:.2}", elapsed.as_secs_f64()),
+        rows_per_second = (changes as f64 / elapsed.as_secs_f64().max(0.001)) as u64,
+        megabytes_per_second = format!("{:.1}", session.accounting().summary().frames.bytes as f64 / 1e6 / elapsed.as_secs_f64().max(0.001)),
+        "replay complete"
+    );
+    Ok(Replayed {
+        end,
+        session,
+        sink,
+        elapsed,
+    })
 }
 
 /// Tells the session what is durable: the stored progress of a resumed replay may be
