@@ -53,6 +53,22 @@ fn backlog(prefix: &str) -> (&'static Cluster, String, std::path::PathBuf) {
     (s, db, path)
 }
 
+/// Runs `pgsub ARGS` to completion; also gives the scratch database `bench apply` names
+/// after its process id (tests of this file run at once: each looks for its own).
+fn run_scratch(args: &[&str]) -> (Run, String) {
+    let child = start(pgsub().args(args));
+    let scratch = format!("pgsub_bench_{}", child.id());
+    (wait(child, std::time::Duration::from_secs(120)), scratch)
+}
+
+fn exists(c: &Cluster, database: &str) -> bool {
+    sql(
+        c,
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{database}'"),
+    ) == "1"
+}
+
 fn json(out: &Run) -> Value {
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1, "one JSON object: {}", out.stdout);
@@ -136,42 +152,32 @@ fn the_apply_bench_replays_into_a_scratch_database_it_drops_unless_kept() {
     let d = dest_cluster();
     let dst = d.conninfo("postgres");
     let file = path.to_str().unwrap();
-    let out = run(&[
+    let (out, scratch) = run_scratch(&[
         "--format", "json", "bench", "apply", "--input", file, "--dest", &dst,
-    ])
-    .expect_code(0);
-    let report = json(&out);
+    ]);
+    let report = json(&out.expect_code(0));
     let applied = &report["applied"];
     assert_eq!(applied["inserted"], 2300, "{report}");
     assert_eq!(applied["updated"], 600, "{report}");
     assert_eq!(applied["deleted"], 200 + 19 - 6, "{report}");
     assert_eq!(applied["conflicts"], "", "{report}");
-    let scratch = |c: &Cluster| {
-        sql(
-            c,
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgsub\\_bench\\_%'",
-        )
-    };
-    assert_eq!(scratch(d), "0", "the scratch database is dropped");
+    assert!(!exists(d, &scratch), "the scratch database is dropped");
     assert_eq!(
         sql(
             d,
             "postgres",
-            "SELECT count(*) FROM pg_replication_origin WHERE roname LIKE 'pgsub\\_pgsub\\_bench\\_%'"
+            &format!(
+                "SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgsub_{scratch}_bench'"
+            )
         ),
         "0",
         "and pgsub's origin with it"
     );
 
     // Kept, it holds the source's rows.
-    let kept = run(&["bench", "apply", "--input", file, "--dest", &dst, "--keep"]).expect_code(0);
-    let name = sql(
-        d,
-        "postgres",
-        "SELECT datname FROM pg_database WHERE datname LIKE 'pgsub\\_bench\\_%'",
-    );
-    assert!(!name.is_empty(), "kept\n{}", kept.stderr);
+    let (kept, name) = run_scratch(&["bench", "apply", "--input", file, "--dest", &dst, "--keep"]);
+    kept.expect_code(0);
+    assert!(exists(d, &name), "kept");
     let digest = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t";
     assert_eq!(sql(d, &name, digest), sql(s, &db, digest));
     let events = "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM events t";
@@ -180,7 +186,7 @@ fn the_apply_bench_replays_into_a_scratch_database_it_drops_unless_kept() {
     sql(
         d,
         "postgres",
-        "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE roname LIKE 'pgsub\\_pgsub\\_bench\\_%'",
+        &format!("SELECT pg_replication_origin_drop('pgsub_{name}_bench')"),
     );
 }
 
@@ -213,22 +219,16 @@ fn the_apply_bench_refuses_a_column_of_a_user_defined_type_naming_it() {
     ])
     .expect_code(0);
     let d = dest_cluster();
-    let out = run(&[
+    let dst = d.conninfo("postgres");
+    let (out, scratch) = run_scratch(&[
         "bench",
         "apply",
         "--input",
         path.to_str().unwrap(),
         "--dest",
-        &d.conninfo("postgres"),
-    ])
-    .expect_code(2);
+        &dst,
+    ]);
+    let out = out.expect_code(2);
     assert!(out.stderr.contains("public.feel.m"), "{}", out.stderr);
-    assert_eq!(
-        sql(
-            d,
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgsub\\_bench\\_%'"
-        ),
-        "0"
-    );
+    assert!(!exists(d, &scratch), "the scratch database is dropped");
 }

@@ -92,6 +92,27 @@ const NEAR: Duration = Duration::from_micros(500);
 /// The most the savepoints' spacing grows for a far destination.
 const MAX_SAVEPOINT_SCALE: u32 = 20;
 
+/// How many times farther apart the things that cost a destination round trip are spaced
+/// for a destination `round_trip` away: 1 up to [`NEAR`], growing with it beyond, at most
+/// [`MAX_SAVEPOINT_SCALE`].
+fn far_scale(round_trip: Duration) -> u32 {
+    let scale = round_trip.as_micros() / NEAR.as_micros();
+    u32::try_from(scale)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MAX_SAVEPOINT_SCALE)
+}
+
+/// The shortest time between status updates sent for progress, for a destination
+/// `round_trip` away. Each one makes the sink durable first: it commits the open group
+/// and asks the destination how far its WAL is flushed, four round trips that stop the
+/// stream. Near, `default` (100 ms: the slot follows the applied position closely); far,
+/// spaced as the savepoints are (5 ms away: every second), so that a backlog is applied in
+/// larger groups and the stream stops less often, at the price of acknowledging, and
+/// showing the rows of a trickle, up to that much later.
+pub fn progress_gap(round_trip: Duration, default: Duration) -> Duration {
+    default * far_scale(round_trip)
+}
+
 /// What a Begin means for the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begun {
@@ -135,8 +156,7 @@ impl Transactions {
     /// trip (at most [`MAX_SAVEPOINT_SCALE`] times), so that their cost stays a small part
     /// of the apply, at the price of more work given up on a source fault.
     pub fn space_savepoints(&mut self, round_trip: Duration) {
-        let scale = round_trip.as_micros() / NEAR.as_micros();
-        self.savepoint_scale = (scale as u32).clamp(1, MAX_SAVEPOINT_SCALE);
+        self.savepoint_scale = far_scale(round_trip);
     }
 
     /// A source transaction begins.
@@ -393,6 +413,20 @@ mod tests {
         assert_eq!(
             spacing(Duration::from_secs(1)),
             u64::from(MAX_SAVEPOINT_SCALE) * SAVEPOINT_CHANGES
+        );
+    }
+
+    #[test]
+    fn a_far_destination_gets_status_updates_for_progress_less_often() {
+        let d = Duration::from_millis(100);
+        assert_eq!(progress_gap(Duration::from_micros(80), d), d);
+        assert_eq!(
+            progress_gap(Duration::from_millis(5), d),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            progress_gap(Duration::from_secs(3), d),
+            Duration::from_secs(2)
         );
     }
 

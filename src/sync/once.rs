@@ -379,6 +379,8 @@ pub async fn run(
         stats_interval: opts.stats_interval,
     })
     .await?;
+    started.run.progress_gap =
+        crate::apply::txn::progress_gap(dest_round_trip, started.run.progress_gap);
     carry
         .streaming
         .store(true, std::sync::atomic::Ordering::Relaxed);
