@@ -200,6 +200,7 @@ async fn replay_into(
             until: None,
             spool_dir: None,
             on_conflict: crate::apply::conflicts::OnConflict::Log,
+            scratch: true,
         },
         shutdown,
     )

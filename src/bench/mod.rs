@@ -113,7 +113,8 @@ impl Report {
             bench,
             input,
             seconds,
-            process_seconds: since_process_start(),
+            // The process clock counts in ticks of 10 ms: never less than the span.
+            process_seconds: since_process_start().map(|p| p.max(seconds)),
             cpu_seconds: cpu.and_then(|at| cpu_seconds().map(|now| now - at)),
             frames: acc.frames.count,
             bytes: acc.frames.bytes,

@@ -18,6 +18,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
             until: args.until,
             spool_dir: args.spool_dir.clone(),
             on_conflict: args.on_conflict.into(),
+            scratch: false,
         };
         return crate::sync::replay::run(&opts, &out, super::shutdown_signal()).await;
     }

@@ -65,6 +65,9 @@ pub struct ReplayOptions {
     pub spool_dir: Option<PathBuf>,
     /// What to do about conflicts.
     pub on_conflict: OnConflict,
+    /// The destination is a scratch database made for this replay (`bench apply`):
+    /// starting without progress is what is expected, not worth a warning.
+    pub scratch: bool,
 }
 
 /// How a replay ended.
@@ -193,11 +196,13 @@ pub async fn replay(
     let applied = match &stored {
         Some(p) => p.applied_lsn,
         None => {
-            tracing::warn!(
-                name = %name,
-                start = %header.start(),
-                "the destination has no progress for this subscription: the recording is applied from its start, and the destination's tables are taken to hold the source's rows as of that position"
-            );
+            if !opts.scratch {
+                tracing::warn!(
+                    name = %name,
+                    start = %header.start(),
+                    "the destination has no progress for this subscription: the recording is applied from its start, and the destination's tables are taken to hold the source's rows as of that position"
+                );
+            }
             progress::record(
                 &dest.client,
                 &name,
