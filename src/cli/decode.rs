@@ -27,7 +27,16 @@ impl JsonLines {
 
     fn write(&mut self, session: &Session, event: &Event) -> Result<()> {
         if let Event::Message { header, msg, .. } = event {
-            let v = crate::output::json::message(header, msg, session.relations());
+            let rels = session.relations();
+            if crate::output::json::write_row_message(&mut self.out, header, msg, rels)
+                .map_err(|e| Error::io("writing to stdout", e))?
+            {
+                return self
+                    .out
+                    .write_all(b"\n")
+                    .map_err(|e| Error::io("writing to stdout", e));
+            }
+            let v = crate::output::json::message(header, msg, rels);
             serde_json::to_writer(&mut self.out, &v)
                 .map_err(|e| Error::io("writing to stdout", e.into()))?;
             self.out
