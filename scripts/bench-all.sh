@@ -29,7 +29,15 @@ if [ "${PGSUB_BENCH_ALL_CUTS:-0}" = 1 ]; then benches+=(through_cuts); fi
 for b in "${benches[@]+"${benches[@]}"}"; do
   echo "== cargo bench --bench $b" >&2
   cargo bench --locked --bench "$b" 2>&1 | tee "$out/$b.log" >&2
-  { echo; echo "## $b"; grep -E '^\|' "$out/$b.log" || echo "(no table: see $out/$b.log)"; } >> "$summary"
+  {
+    echo; echo "## $b"
+    if [ "$b" = decode ]; then
+      # divan's tree of timings and throughputs, as it prints it
+      echo '```'; sed -n '/^decode/,$p' "$out/$b.log" | grep -E '[│├╰]|^decode' | grep -v 'Running'; echo '```'
+    else
+      grep -E '^\|' "$out/$b.log" || echo "(no table: see $out/$b.log)"
+    fi
+  } >> "$summary"
 done
 
 # --- pgsub bench, on one throwaway server ------------------------------------------------
