@@ -265,3 +265,106 @@ fn a_recording_of_another_source_system_is_refused_with_exit_2_and_nothing_chang
     assert_eq!(sql(d, &db, "SELECT count(*) FROM items"), "0");
     assert_eq!(sql(d, &db, "SELECT count(*) FROM pgsub.progress"), "1");
 }
+
+#[test]
+fn a_table_copied_after_the_recordings_start_gets_only_its_changes_after_its_copy() {
+    let (s, d, db) = pair("replay_joined");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
+         CREATE TABLE c (id int PRIMARY KEY, v text); CREATE PUBLICATION p FOR TABLE a",
+    );
+    live_sync(s, d, &db, &["--create-slot", "--schema", "create"]);
+    let applied = applied_lsn(d, &db);
+    // Table b joins the publication; its rows after that are in the recording (from the
+    // slot, which stood at the live sync's end) and in its copy.
+    sql(
+        s,
+        &db,
+        "INSERT INTO a VALUES (1, 'before'); INSERT INTO b VALUES (1, 'before')",
+    );
+    sql(s, &db, "ALTER PUBLICATION p ADD TABLE b");
+    sql(
+        s,
+        &db,
+        "INSERT INTO b VALUES (2, 'joined'); INSERT INTO a VALUES (2, 'joined')",
+    );
+    let dir = scratch(&db);
+    let rec = dir.join("joined.pgrec");
+    let src = s.conninfo(&db);
+    run(&[
+        "record",
+        "--source",
+        &src,
+        "--publication",
+        "p",
+        "--slot",
+        &db,
+        "--until",
+        "caught-up",
+        "--no-ack",
+        "-o",
+        rec.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    // Table c joins too, but is never copied: its first change stops the replay.
+    sql(s, &db, "ALTER PUBLICATION p ADD TABLE c");
+    sql(s, &db, "INSERT INTO c VALUES (1, 'never copied')");
+    let with_c = dir.join("with_c.pgrec");
+    run(&[
+        "record",
+        "--source",
+        &src,
+        "--publication",
+        "p",
+        "--slot",
+        &db,
+        "--until",
+        "caught-up",
+        "--no-ack",
+        "-o",
+        with_c.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    sql(s, &db, "ALTER PUBLICATION p DROP TABLE c");
+    // A live sync that stops at once copies b (at a snapshot after the recording's
+    // changes to it) and applies nothing of the stream.
+    let dst = d.conninfo(&db);
+    run_args(&sync_args(
+        &src,
+        &dst,
+        "p",
+        &db,
+        &["--schema", "create", "--until", &applied.to_string()],
+    ))
+    .expect_code(0);
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM b"), "2", "b is copied");
+    assert_eq!(
+        sql(d, &db, "SELECT count(*) FROM a"),
+        "0",
+        "the stream is not applied"
+    );
+    // The replay applies a's changes, and of b's only those after b's copy: none.
+    replay(d, &db, &rec, &[]).expect_code(0);
+    let rows = |c: &Cluster, t: &str| {
+        sql(
+            c,
+            &db,
+            &format!("SELECT string_agg(id || v, ',' ORDER BY id) FROM {t}"),
+        )
+    };
+    assert_eq!(rows(d, "a"), rows(s, "a"));
+    assert_eq!(rows(d, "b"), rows(s, "b"));
+    let out = replay(d, &db, &with_c, &[]);
+    assert_ne!(out.code, 0, "c is not followed\n{}", out.stderr);
+    assert!(out.stderr.contains("public.c"), "{}", out.stderr);
+    assert_eq!(
+        sql(
+            d,
+            &db,
+            "SELECT count(*) FROM pgsub.tables WHERE relation = 'public.c'"
+        ),
+        "0"
+    );
+}
