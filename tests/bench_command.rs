@@ -34,22 +34,7 @@ fn backlog(prefix: &str) -> (&'static Cluster, String, std::path::PathBuf) {
     create_slot(s, &db, &db);
     sql(s, &db, WORKLOAD);
     let path = std::env::temp_dir().join(format!("pgsub-bench-{db}.pgrec"));
-    let src = s.conninfo(&db);
-    run(&[
-        "record",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-        "--no-ack",
-        "-o",
-        path.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    record(&s.conninfo(&db), "p", &db, &path, &["--no-ack"]);
     (s, db, path)
 }
 
@@ -203,21 +188,7 @@ fn the_apply_bench_refuses_a_column_of_a_user_defined_type_naming_it() {
     create_slot(s, &db, &db);
     sql(s, &db, "INSERT INTO feel VALUES (1, 'ok')");
     let path = std::env::temp_dir().join(format!("pgsub-bench-{db}.pgrec"));
-    let src = s.conninfo(&db);
-    run(&[
-        "record",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-        "-o",
-        path.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    record(&s.conninfo(&db), "p", &db, &path, &[]);
     let d = dest_cluster();
     let dst = d.conninfo("postgres");
     let (out, scratch) = run_scratch(&[

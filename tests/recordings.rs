@@ -275,21 +275,7 @@ fn record_then_decode_input_gives_what_live_decode_gives() {
     let src = source(c, &db);
     let live = decode(&src, "p", &db, &["--until", "caught-up", "--no-ack"]).expect_code(0);
     let file = std::env::temp_dir().join(format!("pgsub-{db}.pgrec"));
-    let file_s = file.to_str().unwrap();
-    let rec = run(&[
-        "record",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-        "--output",
-        file_s,
-    ])
-    .expect_code(0);
+    let rec = record(&src, "p", &db, &file, &[]);
     assert!(rec.stderr.contains("pgsub record"), "{}", rec.stderr);
     let replay = decode_input(&file).expect_code(0);
     // The live stream may carry keepalives at other moments; the decoded messages match.

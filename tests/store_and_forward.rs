@@ -73,28 +73,6 @@ fn scratch(db: &str) -> std::path::PathBuf {
     dir
 }
 
-fn record(s: &Cluster, db: &str, path: &std::path::Path) -> Run {
-    record_slot(s, db, db, path)
-}
-
-fn record_slot(s: &Cluster, db: &str, slot: &str, path: &std::path::Path) -> Run {
-    let src = s.conninfo(db);
-    run(&[
-        "record",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        slot,
-        "--until",
-        "caught-up",
-        "-o",
-        path.to_str().unwrap(),
-    ])
-    .expect_code(0)
-}
-
 fn replay(d: &Cluster, db: &str, path: &std::path::Path, env: &[(&str, &str)]) -> Run {
     let dst = d.conninfo(db);
     let mut cmd = pgsub();
@@ -135,10 +113,10 @@ fn a_recording_carried_to_the_destination_leaves_what_the_source_holds_and_resum
     // Then the destination is out of reach: the changes are recorded on the source side.
     workload(s, &db, 1);
     let first = dir.join("first.pgrec");
-    record(s, &db, &first);
+    record(&s.conninfo(&db), "p", &db, &first, &[]);
     workload(s, &db, 2);
     let second = dir.join("second.pgrec");
-    record(s, &db, &second);
+    record(&s.conninfo(&db), "p", &db, &second, &[]);
     let end = current_wal(s, &db);
     assert_ne!(dump(d, &db), dump(s, &db), "the recordings hold changes");
 
@@ -203,7 +181,7 @@ fn a_recording_replayed_into_a_destination_without_progress_starts_at_the_record
     workload(s, &db, 0);
     let dir = scratch(&db);
     let rec = dir.join("all.pgrec");
-    record(s, &db, &rec);
+    record(&s.conninfo(&db), "p", &db, &rec, &[]);
     let out = replay(d, &db, &rec, &[]).expect_code(0);
     assert!(
         out.stderr.contains("no progress for this subscription"),
@@ -240,7 +218,7 @@ fn a_recording_of_another_source_system_is_refused_with_exit_2_and_nothing_chang
     );
     let dir = scratch(&db);
     let rec = dir.join("other.pgrec");
-    record_slot(d, &other, &db, &rec);
+    record(&d.conninfo(&other), "p", &db, &rec, &[]);
     let before = applied_lsn(d, &db);
     let out = replay(d, &db, &rec, &[]).expect_code(2);
     let ours = sql(s, &db, "SELECT system_identifier FROM pg_control_system()");
@@ -255,7 +233,7 @@ fn a_recording_of_another_source_system_is_refused_with_exit_2_and_nothing_chang
     // Of another slot, its name taken for the subscription's, it would start a new one
     // on tables another subscription follows: refused too, saying what to pass.
     let rec = dir.join("other_slot.pgrec");
-    record_slot(d, &other, "elsewhere", &rec);
+    record(&d.conninfo(&other), "p", "elsewhere", &rec, &[]);
     let out = replay(d, &db, &rec, &[]).expect_code(2);
     assert!(
         out.stderr.contains(&format!("follows \"{db}\"")) && out.stderr.contains("--name"),
@@ -293,40 +271,12 @@ fn a_table_copied_after_the_recordings_start_gets_only_its_changes_after_its_cop
     let dir = scratch(&db);
     let rec = dir.join("joined.pgrec");
     let src = s.conninfo(&db);
-    run(&[
-        "record",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-        "--no-ack",
-        "-o",
-        rec.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    record(&src, "p", &db, &rec, &["--no-ack"]);
     // Table c joins too, but is never copied: its first change stops the replay.
     sql(s, &db, "ALTER PUBLICATION p ADD TABLE c");
     sql(s, &db, "INSERT INTO c VALUES (1, 'never copied')");
     let with_c = dir.join("with_c.pgrec");
-    run(&[
-        "record",
-        "--source",
-        &src,
-        "--publication",
-        "p",
-        "--slot",
-        &db,
-        "--until",
-        "caught-up",
-        "--no-ack",
-        "-o",
-        with_c.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    record(&src, "p", &db, &with_c, &["--no-ack"]);
     sql(s, &db, "ALTER PUBLICATION p DROP TABLE c");
     // A live sync that stops at once copies b (at a snapshot after the recording's
     // changes to it) and applies nothing of the stream.

@@ -205,6 +205,32 @@ pub fn decode(src: &str, publication: &str, slot: &str, extra: &[&str]) -> Run {
     run(&args)
 }
 
+/// `pgsub record --source SRC --publication PUBLICATION --slot SLOT --until caught-up
+/// --output PATH EXTRA…`, which must succeed.
+pub fn record(
+    src: &str,
+    publication: &str,
+    slot: &str,
+    path: &std::path::Path,
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
+        "record",
+        "--source",
+        src,
+        "--publication",
+        publication,
+        "--slot",
+        slot,
+        "--until",
+        "caught-up",
+        "--output",
+        path.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    run(&args).expect_code(0)
+}
+
 /// Runs a prepared command to completion.
 pub fn run_with(cmd: &mut Command) -> Run {
     wait(start(cmd), RUN_LIMIT)
