@@ -7,7 +7,9 @@
 //!  seed ─► schema (types of every family, keys of every kind, partitions, inheritance,
 //!          generated columns, foreign keys, row filters and column lists, publications)
 //!       ─► initial rows ─► CREATE SUBSCRIPTION  +  pgsub sync (in the background)
-//!       ─► 2–4 concurrent sessions of random transactions ─► a column added ─► more
+//!       ─► 2–4 concurrent sessions of random transactions (for a quarter of the seeds
+//!          that settle first, carried by `pgsub record` and `sync --input`)
+//!       ─► a column added ─► more
 //!       ─► both caught up ─► source (filtered, projected) = native = pgsub ?
 //!                          ─► pgsub verify agrees ?  trigger order the same ?
 //! ```
@@ -50,6 +52,8 @@ struct Outcome {
     pgsub: Result<(), String>,
     /// pgsub differs from the source, and did not say so.
     silent: Option<String>,
+    /// The first workload went by `record` and `sync --input`.
+    replayed: bool,
     seconds: f64,
 }
 
@@ -277,6 +281,9 @@ fn run_seed(seed: u64) -> Outcome {
     // Half the seeds let both copies finish first and then compare the order in which
     // destination triggers saw the changes; the others overlap copy and changes.
     let settled = rng.percent(50);
+    // A quarter of those carry the first workload by store and forward (decided by the
+    // seed's number, so that no seed draws differently than before).
+    let replayed = settled && seed % 4 == 0;
     if settled {
         if let Err(e) = copies_done(&twin) {
             let run = oracle::stop(background);
@@ -289,6 +296,35 @@ fn run_seed(seed: u64) -> Outcome {
     }
     done += rt.block_on(workload(&conninfo, &schema, &mut rng, 1));
     let mut background = background;
+    // Runs of pgsub before the last two, whose failures count as well.
+    let mut earlier: Vec<Run> = Vec::new();
+    if replayed {
+        // pgsub stops; what its slot holds is recorded and replayed with `sync --input`
+        // (the same streaming mode), then the live sync goes on from there.
+        earlier.push(oracle::stop(background));
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential");
+        let _ = std::fs::create_dir_all(&dir);
+        let rec = dir.join(format!("seed-{seed}.pgrec"));
+        let streaming = pgsub_opts
+            .iter()
+            .position(|o| o == "--streaming")
+            .map_or("off", |i| pgsub_opts[i + 1].as_str());
+        support::record(
+            &twin.source_conninfo(),
+            &twin.publications(),
+            &twin.pgsub_db,
+            &rec,
+            &["--streaming", streaming],
+        );
+        earlier.push(run_args(&[
+            "sync".into(),
+            "--input".into(),
+            rec.display().to_string(),
+            "--dest".into(),
+            twin.dest_conninfo(),
+        ]));
+        background = twin.start_pgsub(&["--create-slot"]);
+    }
     if rng.percent(30) {
         // kill -9 halfway, and start again: nothing lost, nothing applied twice.
         let _ = background.kill();
@@ -313,10 +349,21 @@ fn run_seed(seed: u64) -> Outcome {
         Native::CaughtUp => Ok(()),
     };
     let loud = |r: &Run| r.code != 0;
-    let pgsub_failed = loud(&stopped) || loud(&last);
+    let pgsub_failed = loud(&stopped) || loud(&last) || earlier.iter().any(loud);
     let mut pgsub = if pgsub_failed {
+        let before: String = earlier
+            .iter()
+            .filter(|r| loud(r))
+            .map(|r| {
+                format!(
+                    "an earlier run (stopped, or the replay) exited {}:\n{}\n",
+                    r.code,
+                    tail(&r.stderr)
+                )
+            })
+            .collect();
         Err(format!(
-            "pgsub exited {} then {}:\n{}\n{}",
+            "{before}pgsub exited {} then {}:\n{}\n{}",
             stopped.code,
             last.code,
             tail(&stopped.stderr),
@@ -336,8 +383,14 @@ fn run_seed(seed: u64) -> Outcome {
         let _ = std::fs::write(
             &path,
             format!(
-                "--- differences\n{p_diff}\n--- native\n{n_diff}\n--- background run\n{}\n--- last run\n{}\n",
-                stopped.stderr, last.stderr
+                "--- differences\n{p_diff}\n--- native\n{n_diff}\n--- earlier runs (replayed: {replayed})\n{}\n--- background run\n{}\n--- last run\n{}\n",
+                earlier
+                    .iter()
+                    .map(|r| r.stderr.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n---\n"),
+                stopped.stderr,
+                last.stderr
             ),
         );
         eprintln!("seed {seed}: pgsub's output in {}", path.display());
@@ -383,6 +436,7 @@ fn run_seed(seed: u64) -> Outcome {
         native,
         pgsub,
         silent,
+        replayed,
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -425,11 +479,12 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                             native: Ok(()),
                             pgsub: Err(format!("the harness panicked: {msg}")),
                             silent: None,
+                            replayed: false,
                             seconds: 0.0,
                         }
                     });
                     eprintln!(
-                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}; {:.1} s",
+                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}; {:.1} s",
                         o.seed,
                         o.tables,
                         o.done.committed,
@@ -437,6 +492,7 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                         o.done.rows,
                         if o.native.is_ok() { "equal" } else { "FAILED" },
                         if o.pgsub.is_ok() { "equal" } else { "FAILED" },
+                        if o.replayed { " (part by sync --input)" } else { "" },
                         o.seconds
                     );
                     outcomes.lock().expect("outcomes").push(o);
