@@ -283,7 +283,7 @@ fn run_seed(seed: u64) -> Outcome {
     let settled = rng.percent(50);
     // A quarter of those carry the first workload by store and forward (decided by the
     // seed's number, so that no seed draws differently than before).
-    let replayed = settled && seed % 4 == 0;
+    let replayed = settled && seed.is_multiple_of(4);
     if settled {
         if let Err(e) = copies_done(&twin) {
             let run = oracle::stop(background);
