@@ -79,7 +79,7 @@ pub struct SyncArgs {
     #[arg(
         long,
         value_name = "RECORDING",
-        conflicts_with_all = ["source", "slot", "create_slot", "copy_data", "no_copy_data", "truncate_before_copy", "failover", "origin", "publications", "streaming"]
+        conflicts_with_all = ["source", "slot", "create_slot", "slot_wait", "copy_data", "no_copy_data", "copy_jobs", "truncate_before_copy", "failover", "origin", "publications", "streaming", "schema", "refresh_interval", "status_interval", "stats_interval", "metrics_addr"]
     )]
     pub input: Option<PathBuf>,
     /// Which changes to take by their origin (PostgreSQL 16+): none (only changes made on the source itself, not those it got through replication; for replications both ways between two servers) or any. pgsub's own writes on the destination carry an origin of their own where the role may set one.
