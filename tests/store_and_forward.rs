@@ -242,6 +242,19 @@ fn a_recording_of_another_source_system_is_refused_with_exit_2_and_nothing_chang
     );
     assert_eq!(sql(d, &db, "SELECT count(*) FROM items"), "0");
     assert_eq!(sql(d, &db, "SELECT count(*) FROM pgsub.progress"), "1");
+    // Options a replay would ignore are refused, named.
+    let dst = d.conninfo(&db);
+    let out = run(&[
+        "sync",
+        "--input",
+        rec.to_str().unwrap(),
+        "--dest",
+        &dst,
+        "--schema",
+        "create",
+    ])
+    .expect_code(2);
+    assert!(out.stderr.contains("'--schema"), "{}", out.stderr);
 }
 
 #[test]
