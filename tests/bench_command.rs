@@ -97,18 +97,13 @@ fn the_decode_bench_counts_what_decode_counts_from_a_recording_and_live_without_
     let before = confirmed_flush(s, &db, &db);
     let src = s.conninfo(&db);
     let live = json(
-        &run(&[
-            "--format",
-            "json",
-            "bench",
-            "decode",
-            "--source",
+        &stream_command(
+            &["--format", "json", "bench", "decode"],
             &src,
-            "--publication",
             "p",
-            "--slot",
             &db,
-        ])
+            &[],
+        )
         .expect_code(0),
     );
     for kind in ["insert", "update", "delete", "begin", "commit"] {

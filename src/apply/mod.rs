@@ -114,8 +114,8 @@ pub struct ApplyOptions {
     pub dest_round_trip: Duration,
     /// Columns generated on the source, by relation (PostgreSQL 18 publishes them).
     pub source_generated: OidMap<Vec<String>>,
-    /// Where streamed transactions are kept (default: a directory of its own under the
-    /// system's temporary directory).
+    /// Where the run keeps streamed transactions: a directory of this process under this
+    /// one (default: the system's temporary directory), removed with the spool.
     pub spool_dir: Option<std::path::PathBuf>,
 }
 
@@ -167,7 +167,12 @@ impl ApplySink {
         opts: ApplyOptions,
     ) -> Self {
         let exec = Executor::start(dest.client.clone());
-        let spool = Spool::new(opts.spool_dir.clone().unwrap_or_else(default_spool_dir));
+        let spool = Spool::new(
+            opts.spool_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir)
+                .join(spool::dir_name(std::process::id())),
+        );
         let mut txns = Transactions::new(applied, table_snapshots, limits);
         txns.space_savepoints(opts.dest_round_trip);
         ApplySink {
@@ -452,9 +457,4 @@ impl Sink for ApplySink {
             self.targets.values().map(|t| t.name.as_str()),
         );
     }
-}
-
-/// A spool directory of this process under the system's temporary directory.
-fn default_spool_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(spool::dir_name(std::process::id()))
 }

@@ -25,9 +25,13 @@ use crate::pg::SqlError;
 use crate::pgoutput::PgOutput;
 use crate::pgoutput::{Relation, ReplicaIdentity};
 use crate::protocol::quote::{ident, qualified};
-use crate::record;
-use crate::stream::{Event, Session};
+use crate::replicate::offline::Offline;
+use crate::stream::Event;
 use crate::sync::replay::{self, ReplayOptions};
+
+/// OIDs below this are the built-in objects' (PostgreSQL's `FirstNormalObjectId`): the
+/// same on every server.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// The subscription name the replay's progress is kept under in the scratch database.
 const NAME: &str = "bench";
@@ -46,16 +50,14 @@ pub struct ApplyBench {
 /// The tables of a recording: each relation's last definition, its columns those of
 /// every definition (a column added mid-recording is there from the start).
 pub fn tables_of(path: &Path) -> Result<BTreeMap<String, Relation>> {
-    let mut reader = record::open(path)?;
-    let mut session = Session::new(reader.header().start());
+    let mut rec = Offline::open(path)?;
     let mut tables: BTreeMap<String, Relation> = BTreeMap::new();
-    while let Some(payload) = reader.next_frame()? {
-        let len = payload.len() + 5;
-        let event = session.on_copy_data(payload, len)?;
-        let Event::Message { msg, unit_end, .. } = &event else {
-            continue;
-        };
-        if let PgOutput::Relation(r) = msg {
+    while let Some(event) = rec.next_event()? {
+        if let Event::Message {
+            msg: PgOutput::Relation(r),
+            ..
+        } = &event
+        {
             let mut r = r.clone();
             if let Some(before) = tables.remove(&r.qualified_name()) {
                 for c in before.columns {
@@ -65,9 +67,6 @@ pub fn tables_of(path: &Path) -> Result<BTreeMap<String, Relation>> {
                 }
             }
             tables.insert(r.qualified_name(), r);
-        }
-        if let Some(end) = unit_end {
-            session.on_applied(*end)?;
         }
     }
     Ok(tables)
@@ -111,27 +110,26 @@ async fn create_tables(client: &Client, tables: &BTreeMap<String, Relation>) -> 
     for r in tables.values() {
         let mut types = Vec::new();
         for c in &r.columns {
-            let row = client
-                .query_one(
-                    "SELECT format_type(oid, $2) FROM pg_type WHERE oid = $1::text::oid \
-                     UNION ALL SELECT NULL LIMIT 1",
-                    &[&c.type_oid.to_string(), &c.type_modifier],
-                )
-                .await
-                .map_err(|e| SqlError::new("looking up a column's type", e))?;
-            let t: Option<String> = row.get(0);
-            let known = c.type_oid < 16384;
-            match t {
-                Some(t) if known => types.push(t),
-                _ => {
-                    return Err(Error::Config(format!(
-                        "column {}.{} has type OID {} on the source, a user-defined type the scratch database cannot have: bench apply replays tables of built-in types only",
-                        r.qualified_name(),
-                        c.name,
-                        c.type_oid
-                    )));
-                }
-            }
+            let row = if c.type_oid < FIRST_NORMAL_OBJECT_ID {
+                client
+                    .query_opt(
+                        "SELECT format_type(oid, $2) FROM pg_type WHERE oid = $1::text::oid",
+                        &[&c.type_oid.to_string(), &c.type_modifier],
+                    )
+                    .await
+                    .map_err(|e| SqlError::new("looking up a column's type", e))?
+            } else {
+                None
+            };
+            let Some(row) = row else {
+                return Err(Error::Config(format!(
+                    "column {}.{} has type OID {} on the source, a user-defined type the scratch database cannot have: bench apply replays tables of built-in types only",
+                    r.qualified_name(),
+                    c.name,
+                    c.type_oid
+                )));
+            };
+            types.push(row.get(0));
         }
         client
             .batch_execute(&create_table(r, &types))

@@ -7,12 +7,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use bytes::Bytes;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::Report;
 use crate::error::Result;
 use crate::lsn::Lsn;
-use crate::record;
+use crate::output::progress::bytes_bar as bar;
+use crate::replicate::offline::Offline;
 use crate::replicate::run::Sink;
 use crate::replicate::start::Started;
 use crate::stream::{Event, Session};
@@ -20,42 +21,25 @@ use crate::stream::{Event, Session};
 /// Frames between updates of the progress bar.
 const BAR_EVERY: u64 = 4096;
 
-fn bar(len: u64, unit: &str) -> ProgressBar {
-    ProgressBar::new(len.max(1)).with_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} [{{bar:40}}] {{percent:>3}}% {{binary_bytes_per_sec}} {unit}  {{msg}}"
-        ))
-        .expect("a valid template")
-        .progress_chars("=> "),
-    )
-}
-
 /// Decodes every frame of the recording at `path`.
 pub fn offline(path: &Path, bars: bool) -> Result<Report> {
     let name = path.display().to_string();
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut reader = record::open(path)?;
-    let mut session = Session::new(reader.header().start());
+    let mut rec = Offline::open(path)?;
     let bar = bars.then(|| bar(len, "of recording"));
     let cpu = super::cpu_seconds();
     let began = Instant::now();
-    let mut read = 0u64;
-    while let Some(payload) = reader.next_frame()? {
-        read += payload.len() as u64 + 8;
-        let wire_len = payload.len() + 5;
-        if let Event::Message {
-            unit_end: Some(end),
-            ..
-        } = session.on_copy_data(payload, wire_len)?
-        {
-            session.on_applied(end)?;
-        }
+    while rec.next_event()?.is_some() {
         if let Some(b) = &bar
-            && reader.frames().is_multiple_of(BAR_EVERY)
+            && rec.reader.frames().is_multiple_of(BAR_EVERY)
         {
-            b.set_position(read);
+            // The file holds each payload after its length and CRC (8 bytes), where the
+            // wire has 5 bytes of CopyData framing.
+            let frames = &rec.session.accounting().frames;
+            b.set_position(frames.bytes + 3 * frames.count);
         }
     }
+    let session = rec.session;
     let seconds = began.elapsed().as_secs_f64();
     if let Some(b) = bar {
         b.finish_and_clear();

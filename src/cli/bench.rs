@@ -5,11 +5,8 @@ use crate::bench::{apply, decode};
 use crate::error::Result;
 use crate::replicate::run::Until;
 
-/// Progress bars when stderr is a terminal and the logs are text.
 fn bars(cli: &Cli) -> bool {
-    use std::io::IsTerminal;
-    let out = super::output(cli);
-    std::io::stderr().is_terminal() && !out.quiet && !out.log_json
+    super::progress_bars(&super::output(cli))
 }
 
 pub(crate) async fn decode(cli: &Cli, args: &BenchDecodeArgs) -> Result<()> {

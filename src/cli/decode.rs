@@ -9,7 +9,6 @@ use bytes::Bytes;
 use super::args::{Cli, DecodeArgs};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
-use crate::record;
 use crate::replicate::run::{Sink, Until};
 use crate::stream::{Event, Session};
 
@@ -28,17 +27,14 @@ impl JsonLines {
     fn write(&mut self, session: &Session, event: &Event) -> Result<()> {
         if let Event::Message { header, msg, .. } = event {
             let rels = session.relations();
-            if crate::output::json::write_row_message(&mut self.out, header, msg, rels)
+            // Row messages straight from the tuple; the others through their value.
+            if !crate::output::json::write_row_message(&mut self.out, header, msg, rels)
                 .map_err(|e| Error::io("writing to stdout", e))?
             {
-                return self
-                    .out
-                    .write_all(b"\n")
-                    .map_err(|e| Error::io("writing to stdout", e));
+                let v = crate::output::json::message(header, msg, rels);
+                serde_json::to_writer(&mut self.out, &v)
+                    .map_err(|e| Error::io("writing to stdout", e.into()))?;
             }
-            let v = crate::output::json::message(header, msg, rels);
-            serde_json::to_writer(&mut self.out, &v)
-                .map_err(|e| Error::io("writing to stdout", e.into()))?;
             self.out
                 .write_all(b"\n")
                 .map_err(|e| Error::io("writing to stdout", e))?;
@@ -92,28 +88,16 @@ pub(crate) async fn run(cli: &Cli, args: &DecodeArgs) -> Result<()> {
 /// Decodes a recording. `--until LSN` stops after the unit that reaches it;
 /// `--until caught-up` means the end of the recording.
 fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Result<()> {
-    let mut reader = record::open(path)?;
-    let mut session = Session::new(reader.header().start());
+    let mut rec = crate::replicate::offline::Offline::open(path)?;
     let mut out = JsonLines::new();
     let target = match until {
         Some(Until::Lsn(l)) => Some(l),
         _ => None,
     };
-    let mut processed = Lsn::ZERO;
     let result = (|| -> Result<()> {
-        while let Some(payload) = reader.next_frame()? {
-            let wire_len = payload.len() + 5;
-            let event = session.on_copy_data(payload, wire_len)?;
-            out.write(&session, &event)?;
-            if let Event::Message {
-                unit_end: Some(end),
-                ..
-            } = &event
-            {
-                processed = *end;
-                session.on_applied(processed)?;
-            }
-            if target.is_some_and(|t| session.positions().acknowledgeable() >= t) {
+        while let Some(event) = rec.next_event()? {
+            out.write(&rec.session, &event)?;
+            if target.is_some_and(|t| rec.session.positions().acknowledgeable() >= t) {
                 break;
             }
         }
@@ -121,6 +105,6 @@ fn decode_file(cli: &Cli, path: &std::path::Path, until: Option<Until>) -> Resul
     })();
     out.flush()?;
     result?;
-    session.accounting().check()?;
-    crate::output::summary::print("decode", &super::output(cli), None, &session)
+    rec.session.accounting().check()?;
+    crate::output::summary::print("decode", &super::output(cli), None, &rec.session)
 }

@@ -128,6 +128,12 @@ pub(crate) fn output(cli: &Cli) -> crate::output::Output {
     }
 }
 
+/// Progress bars: when stderr is a terminal, and neither `-q` nor JSON logs say otherwise.
+pub(crate) fn progress_bars(out: &crate::output::Output) -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && !out.quiet && !out.log_json
+}
+
 /// A channel that turns true on SIGINT or SIGTERM.
 ///
 /// The handlers are installed before this returns (not in the task that waits on them), so

@@ -44,10 +44,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         refresh_interval: Duration::from_secs(args.refresh_interval),
         failover: args.failover,
         origin: args.origin.map(Into::into),
-        progress_bars: {
-            use std::io::IsTerminal;
-            std::io::stderr().is_terminal() && !out.quiet && !out.log_json
-        },
+        progress_bars: super::progress_bars(&out),
     };
     crate::sync::run(&opts, &out, super::shutdown_signal()).await
 }

@@ -117,6 +117,29 @@ pub async fn set_replica_role(client: &Client) -> Result<bool> {
     Ok(false)
 }
 
+/// What an apply session of subscription `name` needs to know of its destination.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplySetup {
+    /// The round trip ([`round_trip`]).
+    pub round_trip: std::time::Duration,
+    /// The origin id pgsub's writes carry, where the destination tells who last wrote a
+    /// row ([`origin::own_origin_id`]).
+    pub own_origin: Option<u32>,
+}
+
+/// Times the destination's round trip and sets up the session's replication origin for
+/// `name`: what every apply session does before its first change.
+pub async fn prepare_apply(dest: &Dest, name: &str) -> Result<ApplySetup> {
+    let round_trip = round_trip(&dest.client).await?;
+    tracing::debug!(round_trip = ?round_trip, "destination round trip");
+    let tagged = origin::setup(&dest.client, name).await?;
+    let own_origin = origin::own_origin_id(&dest.client, dest.version_num, name, tagged).await?;
+    Ok(ApplySetup {
+        round_trip,
+        own_origin,
+    })
+}
+
 /// The destination's round trip: the fastest of three trivial queries.
 pub async fn round_trip(client: &Client) -> Result<std::time::Duration> {
     let mut best = std::time::Duration::MAX;

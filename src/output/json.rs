@@ -245,10 +245,10 @@ pub fn write_row_message<W: std::io::Write>(
     msg: &PgOutput,
     relations: &RelationCache,
 ) -> std::io::Result<bool> {
-    let (kind, xid, relid, old, new) = match msg {
-        PgOutput::Insert(m) => ("insert", m.xid, m.relid, None, Some(&m.new)),
-        PgOutput::Update(m) => ("update", m.xid, m.relid, m.old.as_ref(), Some(&m.new)),
-        PgOutput::Delete(m) => ("delete", m.xid, m.relid, Some(&m.old), None),
+    let (xid, relid, old, new) = match msg {
+        PgOutput::Insert(m) => (m.xid, m.relid, None, Some(&m.new)),
+        PgOutput::Update(m) => (m.xid, m.relid, m.old.as_ref(), Some(&m.new)),
+        PgOutput::Delete(m) => (m.xid, m.relid, Some(&m.old), None),
         _ => return Ok(false),
     };
     let Some(rel) = relations.get(relid) else {
@@ -260,7 +260,8 @@ pub fn write_row_message<W: std::io::Write>(
     }
     write!(
         out,
-        "{{\"kind\":\"{kind}\",\"wal_start\":\"{}\"",
+        "{{\"kind\":\"{}\",\"wal_start\":\"{}\"",
+        msg.kind().as_str(),
         header.wal_start
     )?;
     if let Some(x) = xid {

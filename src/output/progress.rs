@@ -1,6 +1,7 @@
 //! How the initial copy shows its progress: a bar per table being copied when stderr is a
 //! terminal (rows against the table's estimated size, bytes, rate), log lines every 10 s
-//! otherwise — and in both cases one line per finished table.
+//! otherwise — and in both cases one line per finished table. Also the bar of bytes
+//! `pgsub bench` shows.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,18 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often a table's progress is logged when there are no bars.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A bar of `len` bytes (`unit` names what they are: "of recording", "of WAL"), with the
+/// rate; for a caller that checked that stderr is a terminal.
+pub fn bytes_bar(len: u64, unit: &str) -> ProgressBar {
+    ProgressBar::new(len.max(1)).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{bar:40}}] {{percent:>3}}% {{binary_bytes_per_sec}} {unit}  {{msg}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    )
+}
 
 /// The display of a whole copy.
 #[derive(Debug, Clone)]

@@ -9,5 +9,6 @@
 //!  sync   ─┘                                            └─► apply::ApplySink
 //! ```
 
+pub mod offline;
 pub mod run;
 pub mod start;

@@ -137,11 +137,10 @@ pub async fn run(
     let name = opts.name.clone();
     let dest = dest::connect(&opts.dest).await?;
     crate::state::setup(&dest.client).await?;
-    let dest_round_trip = dest::round_trip(&dest.client).await?;
-    tracing::debug!(round_trip = ?dest_round_trip, "destination round trip");
-    let tagged = crate::dest::origin::setup(&dest.client, &name).await?;
-    let own_origin =
-        crate::dest::origin::own_origin_id(&dest.client, dest.version_num, &name, tagged).await?;
+    let dest::ApplySetup {
+        round_trip: dest_round_trip,
+        own_origin,
+    } = dest::prepare_apply(&dest, &name).await?;
     let stored = progress::read(&dest.client, &name).await?;
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
@@ -357,11 +356,7 @@ pub async fn run(
             own_origin,
             dest_round_trip,
             source_generated,
-            // One directory per run: the spool is removed with it.
-            spool_dir: opts
-                .spool_dir
-                .as_ref()
-                .map(|dir| dir.join(crate::apply::spool::dir_name(std::process::id()))),
+            spool_dir: opts.spool_dir.clone(),
         },
     );
     let mut started = start::Prepared {

@@ -183,10 +183,7 @@ pub async fn replay(
             .collect();
         check_new_subscription(&name, opts.name.is_some(), &others)?;
     }
-    let dest_round_trip = dest::round_trip(&dest.client).await?;
-    let tagged = dest::origin::setup(&dest.client, &name).await?;
-    let own_origin =
-        dest::origin::own_origin_id(&dest.client, dest.version_num, &name, tagged).await?;
+    let setup = dest::prepare_apply(&dest, &name).await?;
     let states = crate::state::tables::states(&dest.client, &name).await?;
 
     let publications = match &stored {
@@ -248,13 +245,10 @@ pub async fn replay(
             published: followed,
             add_columns: false,
             on_conflict: opts.on_conflict,
-            own_origin,
-            dest_round_trip,
+            own_origin: setup.own_origin,
+            dest_round_trip: setup.round_trip,
             source_generated: OidMap::default(),
-            spool_dir: opts
-                .spool_dir
-                .as_ref()
-                .map(|dir| dir.join(crate::apply::spool::dir_name(std::process::id()))),
+            spool_dir: opts.spool_dir.clone(),
         },
     );
     let target = match opts.until {

@@ -189,20 +189,32 @@ pub fn run(args: &[&str]) -> Run {
     run_with(pgsub().args(args))
 }
 
-/// Runs `pgsub decode --source SRC --publication PUBLICATION --slot SLOT EXTRA…` to
-/// completion.
-pub fn decode(src: &str, publication: &str, slot: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "decode",
+/// Runs `pgsub COMMAND --source SRC --publication PUBLICATION --slot SLOT EXTRA…` (a
+/// command that streams: decode, record, bench decode) to completion.
+pub fn stream_command(
+    command: &[&str],
+    src: &str,
+    publication: &str,
+    slot: &str,
+    extra: &[&str],
+) -> Run {
+    let mut args = command.to_vec();
+    args.extend([
         "--source",
         src,
         "--publication",
         publication,
         "--slot",
         slot,
-    ];
+    ]);
     args.extend_from_slice(extra);
     run(&args)
+}
+
+/// Runs `pgsub decode --source SRC --publication PUBLICATION --slot SLOT EXTRA…` to
+/// completion.
+pub fn decode(src: &str, publication: &str, slot: &str, extra: &[&str]) -> Run {
+    stream_command(&["decode"], src, publication, slot, extra)
 }
 
 /// `pgsub record --source SRC --publication PUBLICATION --slot SLOT --until caught-up
@@ -214,21 +226,10 @@ pub fn record(
     path: &std::path::Path,
     extra: &[&str],
 ) -> Run {
-    let mut args = vec![
-        "record",
-        "--source",
-        src,
-        "--publication",
-        publication,
-        "--slot",
-        slot,
-        "--until",
-        "caught-up",
-        "--output",
-        path.to_str().expect("a UTF-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    run(&args).expect_code(0)
+    let path = path.to_str().expect("a UTF-8 path");
+    let mut all = vec!["--until", "caught-up", "--output", path];
+    all.extend_from_slice(extra);
+    stream_command(&["record"], src, publication, slot, &all).expect_code(0)
 }
 
 /// Runs a prepared command to completion.
