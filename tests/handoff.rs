@@ -58,18 +58,33 @@ impl Workload {
 }
 
 fn handoff(s: &Cluster, d: &Cluster, db: &str, extra: &[&str]) -> Run {
-    let (src, dst) = (s.conninfo(db), d.conninfo(db));
+    handoff_between(&s.conninfo(db), &d.conninfo(db), "native", extra)
+}
+
+/// `pgsub handoff --source SRC --dest DST --subscription SUB EXTRA…`.
+fn handoff_between(src: &str, dst: &str, subscription: &str, extra: &[&str]) -> Run {
     let mut args = vec![
         "handoff",
         "--source",
-        &src,
+        src,
         "--dest",
-        &dst,
+        dst,
         "--subscription",
-        "native",
+        subscription,
     ];
     args.extend_from_slice(extra);
     run(&args)
+}
+
+/// Runs `sync` for two seconds while `work` writes, stops both, then runs it once more
+/// until caught up.
+fn sync_while_writing(work: Workload, sync: &dyn Fn(&[&str]) -> Vec<String>) {
+    let mut syncing = start(pgsub().args(sync(&[])));
+    std::thread::sleep(Duration::from_secs(2));
+    work.stop();
+    terminate(&syncing);
+    assert!(syncing.wait().unwrap().success());
+    run_args(&sync(&["--until", "caught-up"])).expect_code(0);
 }
 
 fn verify_equal(s: &Cluster, d: &Cluster, db: &str) {
@@ -190,12 +205,7 @@ fn handoff_both_ways_under_a_running_workload_loses_and_repeats_nothing() {
     );
     let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
     let sync = |extra: &[&str]| sync_args(&src, &dst, "pub", &slot, extra);
-    let mut syncing = start(pgsub().args(sync(&[])));
-    std::thread::sleep(Duration::from_secs(2));
-    work.stop();
-    terminate(&syncing);
-    assert!(syncing.wait().unwrap().success());
-    run_args(&sync(&["--until", "caught-up"])).expect_code(0);
+    sync_while_writing(work, &sync);
     verify_equal(s, d, &db);
 
     // pgsub → native, while the source writes again; pgsub dies (as by kill -9) right
@@ -268,4 +278,167 @@ fn handoff_both_ways_under_a_running_workload_loses_and_repeats_nothing() {
     wait_native_caught_up(s, d, &db);
     verify_equal(s, d, &db);
     sql(d, &db, "DROP SUBSCRIPTION native");
+}
+
+/// The destination's admin role on a managed service (the `aiven_extras` stand-in).
+const ADMIN: &str = "avnadmin";
+const ADMIN_PASSWORD: &str = "Adm1n-secret";
+
+#[test]
+fn handoff_as_a_managed_admin_role_goes_through_aiven_extras_and_needs_a_write_pause_without_the_origin()
+ {
+    // A destination of its own: the stand-in closes pg_subscription for the whole cluster.
+    let s = pgsub_testkit::shared();
+    let d = &Cluster::start(dest_options()).unwrap();
+    let db = s.create_database("handoff_managed").unwrap();
+    sql(d, "postgres", &format!("CREATE DATABASE {db}"));
+    let slot = format!("{db}_m");
+    sql(s, &db, TABLES);
+    sql(
+        s,
+        &db,
+        "INSERT INTO t SELECT g, 0 FROM generate_series(1, 20) g; CREATE PUBLICATION pub FOR TABLE t, log",
+    );
+    support::aiven_extras::install(d, &db, ADMIN, ADMIN_PASSWORD);
+    let src = s.conninfo(&db);
+    let admin = d.conninfo_as(&db, ADMIN, ADMIN_PASSWORD);
+    // The managed procedure: the admin role makes the tables, the slot is made on the
+    // source, the subscription through the extension (so a superuser owns it).
+    create_slot(s, &db, &slot);
+    sql(
+        d,
+        &db,
+        &format!(
+            "SET ROLE {ADMIN}; {TABLES}
+             SELECT aiven_extras.pg_create_subscription('managed', '{src}', 'pub', '{slot}', false, true);"
+        ),
+    );
+    let target = current_wal(s, &db);
+    eventually(
+        "the initial sync did not finish",
+        Duration::from_secs(60),
+        || native_caught_up(d, &db, target),
+    );
+    let enabled = || {
+        sql(
+            d,
+            &db,
+            "SELECT string_agg(subname || ':' || subenabled, ',') FROM pg_subscription",
+        )
+    };
+    let handoff_as_admin = |extra: &[&str]| handoff_between(&src, &admin, "managed", extra);
+    let next = Arc::new(AtomicU32::new(100));
+    let work = Workload::start(&db, next.clone());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The origin is closed to the role: refused before anything changes, with the ways on.
+    let refused = handoff_as_admin(&["--to-pgsub"]).expect_code(2);
+    for needed in [
+        "pg_replication_origin_status",
+        "--writes-paused",
+        "aiven_extras.pg_drop_subscription('managed', true)",
+        "nothing was changed",
+    ] {
+        assert!(
+            refused.stderr.contains(needed),
+            "{needed}: {}",
+            refused.stderr
+        );
+    }
+    assert_eq!(enabled(), "managed:true");
+
+    // Writes that go on although the pause is claimed: found, and the subscription is
+    // enabled again.
+    let caught = handoff_as_admin(&["--to-pgsub", "--writes-paused"]).expect_code(2);
+    assert!(
+        caught.stderr.contains("published change(s) follow slot"),
+        "{}",
+        caught.stderr
+    );
+    assert_eq!(enabled(), "managed:true");
+
+    // With the writes paused, the slot's confirmed position is exact.
+    work.stop();
+    let out = handoff_as_admin(&["--to-pgsub", "--writes-paused", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["position_from"], "slot", "{report}");
+    let statements = report["statements"].to_string();
+    assert!(
+        statements.contains("aiven_extras.pg_alter_subscription_disable('managed')")
+            && statements.contains("aiven_extras.pg_drop_subscription('managed', false)"),
+        "{statements}"
+    );
+    assert_eq!(enabled(), "", "the subscription is dropped, its slot kept");
+    let confirmed = confirmed_flush(s, &db, &slot);
+    assert_eq!(
+        sql(d, &db, "SELECT applied_lsn::text FROM pgsub.progress"),
+        confirmed.to_string()
+    );
+
+    // pgsub carries on as the admin role while the source writes again.
+    let sync = |extra: &[&str]| sync_args(&src, &admin, "pub", &slot, extra);
+    let work = Workload::start(&db, next.clone());
+    sync_while_writing(work, &sync);
+    verify_equal(s, d, &db);
+
+    // And back: the role may not CREATE SUBSCRIPTION, so the extension makes it, on
+    // pgsub's slot, which confirms everything pgsub applied.
+    let back = handoff_as_admin(&[
+        "--to-native",
+        "--slot",
+        &slot,
+        "--subscription-conninfo",
+        &src,
+    ]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        back.stdout
+            .contains("SELECT aiven_extras.pg_create_subscription('managed'"),
+        "{}",
+        back.stdout
+    );
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM pgsub.progress"), "0");
+    assert_eq!(enabled(), "managed:true");
+    assert_eq!(
+        sql(
+            d,
+            &db,
+            "SELECT pg_get_userbyid(subowner) <> 'avnadmin' FROM pg_subscription"
+        ),
+        "t",
+        "made through the extension, the subscription is not the admin role's"
+    );
+    let work = Workload::start(&db, next.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    work.stop();
+    wait_native_caught_up(s, d, &db);
+    verify_equal(s, d, &db);
+
+    // Where the role may read the origin, the hand-off is exact under a running workload,
+    // still through the extension's functions.
+    sql(
+        d,
+        &db,
+        &format!(
+            "GRANT SELECT ON pg_catalog.pg_subscription, pg_catalog.pg_replication_origin_status TO {ADMIN};
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_show_replication_origin_status() TO {ADMIN}"
+        ),
+    );
+    let work = Workload::start(&db, next.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let out = handoff_as_admin(&["--to-pgsub", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["position_from"], "origin", "{report}");
+    sync_while_writing(work, &sync);
+    verify_equal(s, d, &db);
+    for o in [&refused, &caught, &back] {
+        assert!(
+            !o.stdout.contains(ADMIN_PASSWORD) && !o.stderr.contains(ADMIN_PASSWORD),
+            "{}{}",
+            o.stdout,
+            o.stderr
+        );
+    }
 }

@@ -391,20 +391,12 @@ fn status_on_a_managed_destination_reads_subscriptions_through_aiven_extras() {
     );
     let src = s.conninfo_as(&db, &role, PASSWORD);
     sql(d, "postgres", "CREATE DATABASE defaultdb");
+    support::aiven_extras::install(d, "defaultdb", "avnadmin", &format!("dest-{PASSWORD}"));
     sql(
         d,
         "defaultdb",
         &format!(
-            "REVOKE SELECT ON pg_catalog.pg_subscription FROM public;
-             CREATE ROLE avnadmin LOGIN PASSWORD 'dest-{PASSWORD}';
-             CREATE TABLE a (id int PRIMARY KEY);
-             CREATE SCHEMA aiven_extras;
-             CREATE FUNCTION aiven_extras.pg_list_all_subscriptions()
-               RETURNS TABLE (subdbid oid, subname name, subowner oid, subenabled bool, subconninfo text,
-                              subslotname name, subsynccommit text, subpublications text[])
-               LANGUAGE sql SECURITY DEFINER
-               AS 'SELECT subdbid, subname, subowner, subenabled, subconninfo, subslotname, subsynccommit, subpublications FROM pg_catalog.pg_subscription';
-             GRANT USAGE ON SCHEMA aiven_extras TO avnadmin;
+            "CREATE TABLE a (id int PRIMARY KEY);
              CREATE SUBSCRIPTION managed CONNECTION '{src}' PUBLICATION pub_a WITH (slot_name = '{db}_managed');"
         ),
     );

@@ -208,7 +208,14 @@ const HANDOFF_EXAMPLES: &str = "Examples:
 (slot_name = NONE) and records that position as pgsub's progress: `pgsub sync` on the same slot
 continues with nothing lost or repeated. --to-native (pgsub stopped) points the subscription at
 pgsub's slot, advances its origin to pgsub's applied position and enables it; a subscription that
-does not exist is created (copy_data = false) with --subscription-conninfo.";
+does not exist is created (copy_data = false) with --subscription-conninfo.
+
+On a managed destination (an admin role that does not own the subscription, with aiven_extras),
+the subscription is disabled, dropped keeping its slot, and created through aiven_extras'
+functions. Where the role may not read the subscription's origin, the hand-off to pgsub needs a
+short write pause on the source and --writes-paused (pgsub checks that the pause holds, and
+changes nothing when it does not); the hand-off back needs the slot to confirm everything pgsub
+applied, as `pgsub sync --until caught-up` leaves it.";
 
 const SEQUENCES_EXAMPLES: &str = "Examples:
   pgsub sequences --source … --dest … --publication pub_all_tables --dry-run
@@ -479,6 +486,9 @@ pub struct HandoffArgs {
     /// From pgsub to a native subscription on pgsub's slot, starting where pgsub stopped.
     #[arg(long)]
     pub to_native: bool,
+    /// --to-pgsub where the role may not read the subscription's origin (a managed service's admin role): writes to the published tables are paused, so the slot's confirmed position is where the subscription stopped. pgsub waits until the slot confirms everything written, disables the subscription and checks, by decoding the slot without consuming it, that no published change follows; if one does, it enables the subscription again and exits 2.
+    #[arg(long, conflicts_with = "to_native")]
+    pub writes_paused: bool,
     /// --to-native: pgsub's slot, whose progress is handed over (--to-pgsub takes the subscription's slot).
     #[arg(long, value_name = "NAME", conflicts_with = "to_pgsub")]
     pub slot: Option<String>,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::args::{Cli, Format, HandoffArgs};
 use crate::error::{Error, Result};
-use crate::handoff::{self, PgsubPosition, Steps};
+use crate::handoff::{self, PgsubPosition, Steps, ToPgsubOptions};
 use crate::source::{self, slots};
 
 pub(crate) async fn run(cli: &Cli, args: &HandoffArgs) -> Result<()> {
@@ -20,14 +20,19 @@ pub(crate) async fn run(cli: &Cli, args: &HandoffArgs) -> Result<()> {
     let next;
     if args.to_pgsub {
         let system_id = conn.identify_system().await?.systemid;
-        conn.close().await;
         let done = handoff::to_pgsub(
             &mut steps,
-            &args.subscription,
-            args.name.as_deref(),
-            &system_id,
+            &mut conn,
+            &ToPgsubOptions {
+                subscription: &args.subscription,
+                name: args.name.as_deref(),
+                source_system_id: &system_id,
+                writes_paused: args.writes_paused,
+            },
         )
-        .await?;
+        .await;
+        conn.close().await;
+        let done = done?;
         let name = if done.name == done.slot {
             String::new()
         } else {
@@ -42,6 +47,7 @@ pub(crate) async fn run(cli: &Cli, args: &HandoffArgs) -> Result<()> {
         report["slot"] = json!(done.slot);
         report["name"] = json!(done.name);
         report["applied_lsn"] = json!(done.applied);
+        report["position_from"] = json!(done.from);
     } else {
         let name = args
             .name

@@ -33,6 +33,11 @@ pub struct NativeSubscription {
     pub oid: Option<u32>,
     /// `subenabled`.
     pub enabled: bool,
+    /// The subscription's owner (`subowner`).
+    pub owner: Option<String>,
+    /// The role has the owner's privileges (is the owner, a member of it, or a
+    /// superuser): it may ALTER and DROP the subscription itself.
+    pub owned: bool,
     /// `subslotname` (`None` after `slot_name = NONE`).
     pub slot: Option<String>,
     /// `subpublications`.
@@ -107,7 +112,8 @@ async fn list_from_catalog(client: &Client) -> Result<Option<Vec<NativeSubscript
     )
     .await?;
     let sql = format!(
-        "SELECT s.subname, s.oid, s.subenabled, s.subslotname, s.subpublications::text, {} \
+        "SELECT s.subname, s.oid, s.subenabled, s.subslotname, s.subpublications::text, {}, \
+                pg_catalog.pg_get_userbyid(s.subowner), pg_catalog.pg_has_role(s.subowner, 'USAGE') \
          FROM pg_catalog.pg_subscription s \
          WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
          ORDER BY s.subname",
@@ -123,6 +129,8 @@ async fn list_from_catalog(client: &Client) -> Result<Option<Vec<NativeSubscript
                 slot: r[3].clone(),
                 publications: text_array(&r[4]),
                 conninfo: r[5].as_deref().map(redact),
+                owner: r[6].clone(),
+                owned: r[7].as_deref() == Some("t"),
                 via: "pg_subscription",
                 ..Default::default()
             })
@@ -132,19 +140,13 @@ async fn list_from_catalog(client: &Client) -> Result<Option<Vec<NativeSubscript
 
 async fn list_from_aiven(client: &Client) -> Result<Vec<NativeSubscription>> {
     let what = "reading aiven_extras.pg_list_all_subscriptions()";
-    let available = yes(
-        client,
-        "SELECT pg_catalog.to_regproc('aiven_extras.pg_list_all_subscriptions') IS NOT NULL \
-         AND pg_catalog.has_function_privilege('aiven_extras.pg_list_all_subscriptions()', 'EXECUTE')",
-        what,
-    )
-    .await?;
-    if !available {
+    if !may_call(client, "aiven_extras", &["pg_list_all_subscriptions()"]).await? {
         return Ok(Vec::new());
     }
     let rows = text_rows(
         client,
-        "SELECT s.subname, s.subenabled, s.subslotname, s.subpublications::text, s.subconninfo \
+        "SELECT s.subname, s.subenabled, s.subslotname, s.subpublications::text, s.subconninfo, \
+                pg_catalog.pg_get_userbyid(s.subowner), pg_catalog.pg_has_role(s.subowner, 'USAGE') \
          FROM aiven_extras.pg_list_all_subscriptions() s \
          WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
          ORDER BY s.subname",
@@ -159,6 +161,8 @@ async fn list_from_aiven(client: &Client) -> Result<Vec<NativeSubscription>> {
             slot: r[2].clone(),
             publications: text_array(&r[3]),
             conninfo: r[4].as_deref().map(redact),
+            owner: r[5].clone(),
+            owned: r[6].as_deref() == Some("t"),
             via: "aiven_extras",
             ..Default::default()
         })
@@ -191,17 +195,49 @@ async fn add_worker_positions(client: &Client, subs: &mut [NativeSubscription]) 
     Ok(())
 }
 
+/// The role may read `pg_replication_origin_status`, where a subscription's applied
+/// position is kept: superuser-only unless both the view and the function under it
+/// (called with the reader's rights) are granted.
+pub async fn origin_status_readable(client: &Client) -> Result<bool> {
+    yes(
+        client,
+        "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_replication_origin_status', 'SELECT') \
+         AND pg_catalog.has_function_privilege('pg_catalog.pg_show_replication_origin_status()', 'EXECUTE')",
+        "reading pg_replication_origin_status",
+    )
+    .await
+}
+
+/// The role may call every one of `functions` (`name(argtypes)`) of `schema`; a function
+/// that does not exist, or a schema the role may not use, counts as not callable.
+pub async fn may_call(client: &Client, schema: &str, functions: &[&str]) -> Result<bool> {
+    let lit = crate::pg::ident::literal;
+    let list: Vec<String> = functions
+        .iter()
+        .map(|f| lit(&format!("{}.{f}", crate::pg::ident::ident(schema))))
+        .collect();
+    // Naming a function of a schema the role may not use is an error, not a NULL: the
+    // CASE checks the schema first.
+    yes(
+        client,
+        &format!(
+            "SELECT CASE WHEN pg_catalog.to_regnamespace({s}) IS NULL THEN false \
+                         WHEN NOT pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace({s})::oid, 'USAGE') THEN false \
+                         ELSE (SELECT bool_and(coalesce(pg_catalog.has_function_privilege(pg_catalog.to_regprocedure(f)::oid, 'EXECUTE'), false)) \
+                               FROM unnest(ARRAY[{}]::text[]) f) END",
+            list.join(", "),
+            s = lit(&crate::pg::ident::ident(schema)),
+        ),
+        "checking which functions the destination role may call",
+    )
+    .await
+}
+
 async fn add_origin_positions(client: &Client, subs: &mut [NativeSubscription]) -> Result<()> {
     if subs.iter().all(|s| s.oid.is_none()) {
         return Ok(());
     }
-    let readable = yes(
-        client,
-        "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_replication_origin_status', 'SELECT')",
-        "reading pg_replication_origin_status",
-    )
-    .await?;
-    if !readable {
+    if !origin_status_readable(client).await? {
         return Ok(());
     }
     let rows = text_rows(

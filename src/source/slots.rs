@@ -164,6 +164,51 @@ pub async fn find(conn: &mut Connection, name: &str) -> Result<Option<SlotInfo>>
     Ok(conn.simple_query(&sql).await?.first().map(parse))
 }
 
+/// Changes to published tables (Insert, Update, Delete, Truncate) that slot `name`
+/// would send after its confirmed position, counted by decoding the slot without
+/// consuming it (`pg_logical_slot_peek_binary_changes`: the slot must be idle, the role
+/// needs REPLICATION). Zero means that whoever consumed the slot up to its confirmed
+/// position has applied everything published so far.
+pub async fn published_changes_pending(
+    conn: &mut Connection,
+    name: &str,
+    publications: &[String],
+) -> Result<u64> {
+    // pgoutput reads publication_names as a list of identifiers.
+    let names: Vec<String> = publications
+        .iter()
+        .map(|p| crate::protocol::quote::ident(p))
+        .collect();
+    let sql = format!(
+        "SELECT count(*) FROM pg_catalog.pg_logical_slot_peek_binary_changes({}, NULL, NULL, \
+         'proto_version', '1', 'publication_names', {}) \
+         WHERE pg_catalog.get_byte(data, 0) IN ({}, {}, {}, {})",
+        escape_literal(name),
+        escape_literal(&names.join(",")),
+        b'I',
+        b'U',
+        b'D',
+        b'T'
+    );
+    let rows = conn.simple_query(&sql).await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.get_idx(0))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The source's current WAL write position (`pg_current_wal_lsn()`).
+pub async fn current_wal_lsn(conn: &mut Connection) -> Result<Lsn> {
+    let rows = conn
+        .simple_query("SELECT pg_catalog.pg_current_wal_lsn()::text")
+        .await?;
+    rows.first()
+        .and_then(|r| r.get_idx(0))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Config("the source did not report its WAL position".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ pub mod fake_walsender;
 
 pub mod fault_proxy;
 
+pub mod aiven_extras;
+
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
