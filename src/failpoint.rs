@@ -10,6 +10,11 @@ use std::sync::OnceLock;
 /// After a destination transaction holding applied changes and progress committed, before
 /// the source is told.
 pub const AFTER_DEST_COMMIT: &str = "apply.after-dest-commit";
+/// After a two-phase transaction was prepared on the destination (`sync --two-phase`),
+/// before its COMMIT PREPARED arrives.
+pub const AFTER_DEST_PREPARE: &str = "apply.after-dest-prepare";
+/// After the destination's COMMIT PREPARED, before its position is recorded.
+pub const AFTER_DEST_COMMIT_PREPARED: &str = "apply.after-dest-commit-prepared";
 /// In the middle of a table's initial copy, after some data was sent.
 pub const MID_TABLE_COPY: &str = "copy.mid-table";
 /// In the middle of a source transaction's changes being applied.

@@ -288,8 +288,15 @@ const ADMIN_PASSWORD: &str = "Adm1n-secret";
 fn handoff_as_a_managed_admin_role_goes_through_aiven_extras_and_needs_a_write_pause_without_the_origin()
  {
     // A destination of its own: the stand-in closes pg_subscription for the whole cluster.
+    // Its WAL writer flushes only every 10 s, so that the subscription (which commits
+    // asynchronously, and confirms only what its destination flushed) has applied
+    // changes it has not confirmed whenever writes go on.
     let s = pgsub_testkit::shared();
-    let d = &Cluster::start(dest_options()).unwrap();
+    let d = &Cluster::start(pgsub_testkit::ClusterOptions {
+        extra_conf: vec!["wal_writer_delay = '10s'".into()],
+        ..dest_options()
+    })
+    .unwrap();
     let db = s.create_database("handoff_managed").unwrap();
     sql(d, "postgres", &format!("CREATE DATABASE {db}"));
     let slot = format!("{db}_m");
@@ -347,8 +354,8 @@ fn handoff_as_a_managed_admin_role_goes_through_aiven_extras_and_needs_a_write_p
     }
     assert_eq!(enabled(), "managed:true");
 
-    // Writes that go on although the pause is claimed: found, and the subscription is
-    // enabled again.
+    // Writes that go on although the pause is claimed: the subscription applied changes it
+    // had not confirmed when it stopped; found, and the subscription is enabled again.
     let caught = handoff_as_admin(&["--to-pgsub", "--writes-paused"]).expect_code(2);
     assert!(
         caught.stderr.contains("published change(s) follow slot"),

@@ -411,8 +411,14 @@ fn a_version_1_destination_is_upgraded_in_place_and_a_newer_one_is_refused() {
     sql(s, &db, "INSERT INTO t VALUES (1), (2)");
     sql(d, &db, "CREATE TABLE t (id int)");
     sync(s, d, &db, "p", &[]).expect_code(0);
-    // Back to what the first pgsub made: progress and tables only, no meta, no conflicts.
-    sql(d, &db, "DROP TABLE pgsub.meta; DROP TABLE pgsub.conflicts");
+    // Back to what the first pgsub made: progress and tables only, no meta, no conflicts,
+    // no prepared marks, no copy snapshot.
+    sql(
+        d,
+        &db,
+        "DROP TABLE pgsub.meta; DROP TABLE pgsub.conflicts; DROP TABLE pgsub.prepared; \
+         ALTER TABLE pgsub.tables DROP COLUMN snapshot",
+    );
     sql(s, &db, "INSERT INTO t VALUES (3)");
     let out = sync(s, d, &db, "p", &[]).expect_code(0);
     assert!(
@@ -428,16 +434,17 @@ fn a_version_1_destination_is_upgraded_in_place_and_a_newer_one_is_refused() {
         rows(
             d,
             &db,
-            "SELECT schema_version, to_regclass('pgsub.conflicts') IS NOT NULL FROM pgsub.meta"
+            "SELECT schema_version, to_regclass('pgsub.conflicts') IS NOT NULL, \
+                    to_regclass('pgsub.prepared') IS NOT NULL FROM pgsub.meta"
         ),
-        ["2|t"]
+        ["3|t|t"]
     );
     // A schema written by a newer pgsub is never misread: exit 2, nothing applied.
-    sql(d, &db, "UPDATE pgsub.meta SET schema_version = 3");
+    sql(d, &db, "UPDATE pgsub.meta SET schema_version = 4");
     sql(s, &db, "INSERT INTO t VALUES (4)");
     let out = sync(s, d, &db, "p", &[]).expect_code(2);
     assert!(
-        out.stderr.contains("version 3, newer than this pgsub"),
+        out.stderr.contains("version 4, newer than this pgsub"),
         "{}",
         out.stderr
     );

@@ -91,6 +91,14 @@ impl Durability {
         }
     }
 
+    /// A transaction ending at `end` was prepared on the destination: PREPARE TRANSACTION
+    /// flushes the destination's WAL through its record, so it and every group committed
+    /// before it are durable.
+    pub fn prepared(&mut self, end: Lsn) {
+        self.flushed(Lsn(u64::MAX));
+        self.durable = self.durable.max(end);
+    }
+
     /// Writes the progress row and the unsaved conflict counts, and commits the open
     /// destination transaction; notes the destination's WAL position of the commit.
     pub async fn commit(

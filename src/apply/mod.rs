@@ -20,7 +20,8 @@
 //! [`spool`] (streamed transactions), [`stats`] (counters). The sink's own work is spread
 //! by job: `changes` (each change into runs), `statements` (prepared shapes, queueing a
 //! run), `outcomes` (booking what was done, failures), `streamed` (replays from the
-//! spool). This file holds the sink and dispatches.
+//! spool), `two_phase` (prepared transactions under `--two-phase`). This file holds the
+//! sink and dispatches.
 //!
 //! # Why exactly once
 //!
@@ -57,6 +58,7 @@ pub mod stats;
 mod streamed;
 pub mod table;
 pub mod target;
+mod two_phase;
 pub mod txn;
 
 use std::collections::HashMap;
@@ -162,7 +164,7 @@ impl ApplySink {
         dest: Dest,
         sub: Subscription,
         applied: Lsn,
-        table_snapshots: OidMap<Lsn>,
+        table_snapshots: OidMap<txn::CopySnapshot>,
         limits: GroupLimits,
         opts: ApplyOptions,
     ) -> Self {
@@ -195,7 +197,7 @@ impl ApplySink {
 
     /// Changes of `relid` committed before `snapshot` (its copy's) are skipped from now
     /// on: the per-table rule, for a relid learnt from the stream (`sync --input`).
-    pub fn table_snapshot(&mut self, relid: u32, snapshot: Lsn) {
+    pub fn table_snapshot(&mut self, relid: u32, snapshot: txn::CopySnapshot) {
         self.txns.table_snapshot(relid, snapshot);
     }
 
@@ -344,6 +346,15 @@ impl ApplySink {
                 self.targets.remove(&r.relid);
                 self.stmts.retain(|k, _| k.relid() != r.relid);
             }
+            PgOutput::Insert(_) | PgOutput::Update(_) | PgOutput::Delete(_)
+                if msg.relid().is_some_and(|r| self.txns.unplaceable(r)) =>
+            {
+                return Err(Error::Definite(format!(
+                    "a prepared transaction changes {}, whose copy snapshot came after its PREPARE and was made by a pgsub that did not record the snapshot's transactions, so whether the copy holds the transaction cannot be told: copy the table again (pgsub sync --truncate-before-copy after removing its row from pgsub.tables), or finish the prepared transaction on the source and run again",
+                    rels.get(msg.relid().unwrap_or_default())
+                        .map_or_else(|| "a table".to_owned(), |r| r.qualified_name())
+                )));
+            }
             PgOutput::Insert(m) if !self.txns.skipping(m.relid) => {
                 self.insert(rels, m.relid, &m.new).await?;
             }
@@ -359,14 +370,10 @@ impl ApplySink {
             PgOutput::Message(m) if m.transactional() => {
                 tracing::info!(prefix = %m.prefix, bytes = m.content.len(), "logical decoding message in the stream");
             }
-            PgOutput::BeginPrepare(_)
-            | PgOutput::StreamPrepare(_)
-            | PgOutput::CommitPrepared(_) => {
-                return Err(Error::Config(format!(
-                    "sync received a {} message, which it does not apply yet; run it without --two-phase",
-                    msg.kind()
-                )));
-            }
+            PgOutput::BeginPrepare(b) => self.begin_prepare(b).await?,
+            PgOutput::Prepare(p) => self.prepare(p).await?,
+            PgOutput::CommitPrepared(c) => self.commit_prepared(c).await?,
+            PgOutput::RollbackPrepared(r) => self.rollback_prepared(r).await?,
             _ => {}
         }
         Ok(())
@@ -407,6 +414,7 @@ impl Sink for ApplySink {
             }
             PgOutput::StreamAbort(a) => self.spool.abort(a.xid, a.subxid)?,
             PgOutput::StreamCommit(c) => self.apply_streamed(c).await?,
+            PgOutput::StreamPrepare(p) => self.apply_stream_prepared(p).await?,
             _ if self.stream_xid.is_some() => {
                 // The pgoutput message follows the XLogData header.
                 let message = payload.get(XLOG_DATA_HEADER..).unwrap_or_default();

@@ -6,14 +6,34 @@
 //! - A change to a table copied under a snapshot at `snapshot_lsn` is skipped when its
 //!   transaction committed before that snapshot (`final_lsn < snapshot_lsn`): the copy
 //!   holds it already, as the built-in table sync's rule says.
+//!   A transaction prepared for two-phase commit (`sync --two-phase`) arrives before its
+//!   commit position is known: when its PREPARE came before the snapshot, the snapshot's
+//!   own list of completed transactions tells whether the copy holds it.
 //! - Several small source transactions share one destination transaction (a group),
 //!   closed after so many changes, bytes or milliseconds, and always between source
-//!   transactions, never inside one.
+//!   transactions, never inside one. A prepared transaction has a destination
+//!   transaction of its own, since PREPARE TRANSACTION prepares all of it.
 
 use std::time::{Duration, Instant};
 
 use crate::lsn::Lsn;
+pub use crate::state::tables::XidSnapshot;
 use crate::stream::relations::OidMap;
+
+/// The snapshot a table was copied under: its position, and its transactions where known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySnapshot {
+    /// `snapshot_lsn`.
+    pub lsn: Lsn,
+    /// Which transactions had completed.
+    pub xids: Option<XidSnapshot>,
+}
+
+impl From<Lsn> for CopySnapshot {
+    fn from(lsn: Lsn) -> Self {
+        CopySnapshot { lsn, xids: None }
+    }
+}
 
 /// Bounds of one destination transaction holding several source transactions.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +84,8 @@ impl GroupLimits {
 struct SourceTxn {
     final_lsn: Lsn,
     skip: bool,
+    /// Prepared for two-phase commit: its xid (`final_lsn` is its PREPARE's).
+    prepared_xid: Option<u32>,
 }
 
 /// The open destination transaction.
@@ -128,7 +150,7 @@ pub enum Begun {
 #[derive(Debug)]
 pub struct Transactions {
     skip_before: Lsn,
-    table_snapshots: OidMap<Lsn>,
+    table_snapshots: OidMap<CopySnapshot>,
     limits: GroupLimits,
     /// Savepoints are spaced this many times [`SAVEPOINT_EVERY`] and
     /// [`SAVEPOINT_CHANGES`] apart (see [`Transactions::space_savepoints`]).
@@ -139,7 +161,7 @@ pub struct Transactions {
 
 impl Transactions {
     /// Skipping what committed before `applied`, and per table before its snapshot.
-    pub fn new(applied: Lsn, table_snapshots: OidMap<Lsn>, limits: GroupLimits) -> Self {
+    pub fn new(applied: Lsn, table_snapshots: OidMap<CopySnapshot>, limits: GroupLimits) -> Self {
         Transactions {
             skip_before: applied,
             table_snapshots,
@@ -161,8 +183,34 @@ impl Transactions {
 
     /// A source transaction begins.
     pub fn begin(&mut self, final_lsn: Lsn) -> Begun {
-        let skip = final_lsn < self.skip_before;
-        self.txn = Some(SourceTxn { final_lsn, skip });
+        self.begin_txn(final_lsn, None, false)
+    }
+
+    /// A source transaction to be prepared for two-phase commit begins, its PREPARE at
+    /// `prepare_lsn`; `held`: the destination holds it already (prepared or committed
+    /// before a restart), so it is skipped. No group may be open: its destination
+    /// transaction is its own.
+    pub fn begin_prepared(&mut self, prepare_lsn: Lsn, xid: u32, held: bool) -> Begun {
+        debug_assert!(
+            self.group.is_none(),
+            "a prepared transaction shares no group"
+        );
+        self.begin_txn(prepare_lsn, Some(xid), held)
+    }
+
+    /// Whether what ended at `end` was applied before a restart (its end at or before
+    /// the stored progress).
+    pub fn applied_before(&self, end: Lsn) -> bool {
+        end <= self.skip_before
+    }
+
+    fn begin_txn(&mut self, final_lsn: Lsn, prepared_xid: Option<u32>, held: bool) -> Begun {
+        let skip = held || final_lsn < self.skip_before;
+        self.txn = Some(SourceTxn {
+            final_lsn,
+            skip,
+            prepared_xid,
+        });
         if skip {
             Begun::Skip
         } else if self.group.is_some() {
@@ -204,20 +252,46 @@ impl Transactions {
 
     /// Changes of `relid` in transactions committed before `snapshot` (its copy's) are
     /// skipped from now on.
-    pub fn table_snapshot(&mut self, relid: u32, snapshot: Lsn) {
+    pub fn table_snapshot(&mut self, relid: u32, snapshot: CopySnapshot) {
         self.table_snapshots.insert(relid, snapshot);
     }
 
-    /// Whether the current transaction's changes to `relid` are skipped.
+    /// Whether the current transaction's changes to `relid` are skipped: it committed
+    /// before the table's copy snapshot (for a prepared transaction whose PREPARE came
+    /// before the snapshot: the snapshot lists it as completed).
     pub fn skipping(&self, relid: u32) -> bool {
         match &self.txn {
             None => true,
             Some(t) if t.skip => true,
-            Some(t) => self
-                .table_snapshots
-                .get(&relid)
-                .is_some_and(|snap| t.final_lsn < *snap),
+            Some(t) => match (self.table_snapshots.get(&relid), t.prepared_xid) {
+                (None, _) => false,
+                (Some(snap), _) if t.final_lsn >= snap.lsn => false,
+                (Some(_), None) => true,
+                (Some(snap), Some(xid)) => snap.xids.as_ref().is_none_or(|x| x.completed(xid)),
+            },
         }
+    }
+
+    /// Whether the current transaction is a prepared one whose PREPARE came before the
+    /// copy snapshot of `relid`, a snapshot whose transactions were not recorded (a copy
+    /// made by an older pgsub): whether the copy holds it cannot be told.
+    pub fn unplaceable(&self, relid: u32) -> bool {
+        self.txn.is_some_and(|t| {
+            !t.skip
+                && t.prepared_xid.is_some()
+                && self
+                    .table_snapshots
+                    .get(&relid)
+                    .is_some_and(|snap| t.final_lsn < snap.lsn && snap.xids.is_none())
+        })
+    }
+
+    /// The open prepared transaction was prepared on the destination: its destination
+    /// transaction is no longer this session's. Returns whether it was skipped.
+    pub fn prepared(&mut self) -> bool {
+        let skipped = self.txn.take().is_some_and(|t| t.skip);
+        self.group = None;
+        skipped
     }
 
     /// Counts a change of `bytes` in the open group; returns the number of changes
@@ -320,8 +394,47 @@ mod tests {
 
     fn txns(applied: u64) -> Transactions {
         let mut snaps = OidMap::default();
-        snaps.insert(7, Lsn(500));
+        snaps.insert(7, Lsn(500).into());
         Transactions::new(Lsn(applied), snaps, GroupLimits::default())
+    }
+
+    #[test]
+    fn a_prepared_transaction_is_placed_against_a_copy_by_the_snapshots_transactions() {
+        let mut snaps = OidMap::default();
+        snaps.insert(
+            7,
+            CopySnapshot {
+                lsn: Lsn(500),
+                xids: Some(XidSnapshot::parse("90:100:95").unwrap()),
+            },
+        );
+        snaps.insert(8, Lsn(500).into());
+        let mut t = Transactions::new(Lsn(10), snaps, GroupLimits::default());
+        // Prepared before the snapshot, still prepared when it was taken: not in the copy.
+        assert_eq!(t.begin_prepared(Lsn(400), 95, false), Begun::Open);
+        assert!(!t.skipping(7));
+        assert!(!t.skipping(9), "a table without a copy takes every change");
+        // Without the snapshot's transactions, nothing can be told.
+        assert!(t.unplaceable(8));
+        assert!(!t.unplaceable(7));
+        assert!(!t.prepared());
+        assert!(!t.group_open() && !t.in_transaction());
+        // Prepared and committed before the snapshot: the copy holds it.
+        t.begin_prepared(Lsn(410), 92, false);
+        assert!(t.skipping(7));
+        t.prepared();
+        // Prepared after the snapshot: applied, whatever the snapshot lists.
+        t.begin_prepared(Lsn(600), 92, false);
+        assert!(!t.skipping(7) && !t.skipping(8) && !t.unplaceable(8));
+        t.prepared();
+        // Before the stored progress: skipped as a whole.
+        t.begin_prepared(Lsn(5), 95, false);
+        assert!(t.skipping_transaction() && !t.unplaceable(8));
+        assert!(t.prepared());
+        // Held by the destination already: skipped as a whole.
+        assert_eq!(t.begin_prepared(Lsn(700), 96, true), Begun::Skip);
+        assert!(t.skipping(9) && t.prepared());
+        assert!(t.applied_before(Lsn(10)) && !t.applied_before(Lsn(11)));
     }
 
     #[test]

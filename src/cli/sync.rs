@@ -43,6 +43,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         on_conflict: args.on_conflict.into(),
         refresh_interval: Duration::from_secs(args.refresh_interval),
         failover: args.failover,
+        two_phase: args.two_phase,
         origin: args.origin.map(Into::into),
         progress_bars: super::progress_bars(&out),
     };

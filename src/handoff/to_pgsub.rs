@@ -361,7 +361,7 @@ async fn confirmed_with_nothing_after(
     let pending = slots::published_changes_pending(source, slot, &sub.publications).await?;
     if pending > 0 {
         return Err(Error::Config(format!(
-            "{pending} published change(s) follow slot {slot}'s confirmed position {confirmed}, and subscription \"{}\" may have applied some of them, so the slot's position is not exact: the writes were not paused. The subscription is as it was and nothing else was changed: pause every session writing to the published tables, then run the hand-off again",
+            "{pending} published change(s) follow slot {slot}'s confirmed position {confirmed}, and subscription \"{}\" may have applied some of them before it stopped without confirming them, so the slot's position is not exact (the writes were not paused long enough for it to confirm what it applied). The subscription is as it was and nothing else was changed: pause every session writing to the published tables, then run the hand-off again",
             sub.name
         )));
     }

@@ -5,18 +5,22 @@
 //! pgsub.meta       schema_version                                       (one row; v2+)
 //! pgsub.progress   name (PK) · source_system_id · slot · publications[] · applied_lsn
 //!                  · commit_ts · updated_at
-//! pgsub.tables     name · relation · state (copying | ready) · snapshot_lsn · rows · bytes
-//!                  · started_at · finished_at            PK (name, relation)
+//! pgsub.tables     name · relation · state (copying | ready) · snapshot_lsn · snapshot (v3+)
+//!                  · rows · bytes · started_at · finished_at   PK (name, relation)
 //! pgsub.conflicts  name · relation · kind · count · last_key · last_at   (v2+)
 //!                                                        PK (name, relation, kind)
+//! pgsub.prepared   name · gid · prepare_lsn · prepared_at (v3+)        PK (name, gid)
 //! ```
 //!
 //! Versions: 1 is `progress` and `tables` as the first pgsub made them (no `meta`); 2 adds
-//! `meta` and `conflicts`. [`setup`] brings any earlier version to [`VERSION`] under an
+//! `meta` and `conflicts`; 3 adds `tables.snapshot` (the copy snapshot's transactions,
+//! `pg_current_snapshot()`) and `prepared` (the mark a two-phase transaction leaves,
+//! written inside it: see [`prepared`]). [`setup`] brings any earlier version to [`VERSION`] under an
 //! advisory lock and refuses a newer one, so an old destination is upgraded and a newer
 //! one is never misread. No connection string, and so no password, is ever stored here.
 
 pub mod conflicts;
+pub mod prepared;
 pub mod progress;
 pub mod tables;
 
@@ -26,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::pg::SqlError;
 
 /// The schema version this pgsub writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Version 1: what the first pgsub made.
 const V1: &str = "
@@ -64,6 +68,19 @@ CREATE TABLE IF NOT EXISTS pgsub.conflicts (
     last_key text,
     last_at timestamptz NOT NULL,
     PRIMARY KEY (name, relation, kind)
+);
+";
+
+/// Version 2 → 3: the copy snapshot's transactions, and the marks of prepared
+/// transactions.
+const V3: &str = "
+ALTER TABLE pgsub.tables ADD COLUMN IF NOT EXISTS snapshot text;
+CREATE TABLE IF NOT EXISTS pgsub.prepared (
+    name text NOT NULL,
+    gid text NOT NULL,
+    prepare_lsn pg_lsn NOT NULL,
+    prepared_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, gid)
 );
 ";
 
@@ -131,6 +148,9 @@ pub fn upgrade_steps(found: i32) -> Result<Vec<&'static str>> {
     if found < 2 {
         steps.push(V2);
     }
+    if found < 3 {
+        steps.push(V3);
+    }
     Ok(steps)
 }
 
@@ -193,12 +213,12 @@ pub async fn readable(client: &Client) -> Result<bool> {
 }
 
 /// The statements that remove every row of subscription `name` (for a caller that shows
-/// what it runs, as `handoff --dry-run` does). Needs version 2 of the schema.
+/// what it runs, as `handoff --dry-run` does). Needs the current version of the schema.
 pub fn remove_statements(name: &str) -> String {
     let n = crate::pg::ident::literal(name);
     format!(
         "DELETE FROM pgsub.progress WHERE name = {n}; DELETE FROM pgsub.tables WHERE name = {n}; \
-         DELETE FROM pgsub.conflicts WHERE name = {n}"
+         DELETE FROM pgsub.conflicts WHERE name = {n}; DELETE FROM pgsub.prepared WHERE name = {n}"
     )
 }
 
@@ -240,6 +260,12 @@ pub async fn remove(client: &Client, name: &str) -> Result<Option<Removed>> {
     } else {
         0
     };
+    if v >= 3 {
+        client
+            .execute("DELETE FROM pgsub.prepared WHERE name = $1", &[&name])
+            .await
+            .map_err(err("removing the marks of prepared transactions"))?;
+    }
     Ok(Some(Removed {
         applied_lsn: applied,
         tables,
@@ -289,8 +315,9 @@ mod tests {
         assert_eq!(found_version(true, true, None), 1);
         assert_eq!(found_version(true, false, None), 0);
         assert_eq!(found_version(true, true, Some(2)), 2);
-        assert_eq!(upgrade_steps(0).unwrap(), vec![V1, V2]);
-        assert_eq!(upgrade_steps(1).unwrap(), vec![V2]);
+        assert_eq!(upgrade_steps(0).unwrap(), vec![V1, V2, V3]);
+        assert_eq!(upgrade_steps(1).unwrap(), vec![V2, V3]);
+        assert_eq!(upgrade_steps(2).unwrap(), vec![V3]);
         assert!(upgrade_steps(VERSION).unwrap().is_empty());
         let newer = upgrade_steps(VERSION + 1).unwrap_err();
         assert_eq!(newer.kind(), crate::error::ErrorKind::Config);

@@ -193,6 +193,12 @@ async fn copy_one(
     .map_err(err(format!(
         "importing the copy snapshot for {name} on the source"
     )))?;
+    // The snapshot's transactions, kept with the copy's state (see state::tables).
+    let xids: Option<String> = src
+        .query_one("SELECT pg_catalog.txid_current_snapshot()::text", &[])
+        .await
+        .map_err(err(format!("reading the copy snapshot of {name}")))?
+        .get(0);
     // Asked before the COPY starts: the connection carries nothing else until it ends.
     let estimate = src
         .query_opt(
@@ -319,8 +325,15 @@ async fn copy_one(
             bytes as f64,
         );
     }
-    crate::state::tables::mark_ready(&dst, &plan.name, &name, plan.snapshot_lsn, rows, bytes)
-        .await?;
+    crate::state::tables::mark_ready(
+        &dst,
+        &plan.name,
+        &name,
+        (plan.snapshot_lsn, xids.as_deref()),
+        rows,
+        bytes,
+    )
+    .await?;
     dst.batch_execute("COMMIT")
         .await
         .map_err(err(format!("committing the copy of {name}")))?;

@@ -82,6 +82,8 @@ pub struct SyncOptions {
     pub refresh_interval: Duration,
     /// The slot is (made) a failover slot (PostgreSQL 17+).
     pub failover: bool,
+    /// Two-phase transactions are prepared on the destination (PostgreSQL 15+).
+    pub two_phase: bool,
     /// Which changes the source sends by their origin (`none`: only those that did not
     /// come through replication; PostgreSQL 16+).
     pub origin: Option<crate::pgoutput::options::OriginFilter>,

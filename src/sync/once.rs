@@ -41,7 +41,7 @@ fn requested(opts: &SyncOptions) -> RequestedOptions {
         // As the built-in subscription asks: sync applies no logical decoding messages.
         messages: Some(false),
         streaming: Some(opts.streaming),
-        two_phase: None,
+        two_phase: opts.two_phase.then_some(true),
         origin: opts.origin,
         proto_version: None,
     }
@@ -159,6 +159,7 @@ pub async fn run(
         // while creating it.
         existing = source::wait_for_release(&mut conn, &opts.slot, opts.slot_wait).await?;
     }
+    preflight::check_two_phase(&mut conn, &dest.client, existing.as_ref(), opts.two_phase).await?;
     let mut states = plan_tables(opts, &dest.client, &name, &tables, existing.is_none()).await?;
     // The plan must outlive a destination crash once the slot exists (found by the soak),
     // and the stored progress, acknowledged to the source once streaming starts, too: one
@@ -202,7 +203,7 @@ pub async fn run(
                     false,
                     action,
                     SlotFeatures {
-                        two_phase: false,
+                        two_phase: opts.two_phase,
                         failover: opts.failover,
                     },
                 )
@@ -309,9 +310,16 @@ pub async fn run(
         if let Some(crate::state::tables::CopyState {
             ready: true,
             snapshot_lsn: Some(lsn),
+            snapshot,
         }) = states.get(&t.qualified_name())
         {
-            snapshots.insert(t.relid, *lsn);
+            snapshots.insert(
+                t.relid,
+                crate::apply::txn::CopySnapshot {
+                    lsn: *lsn,
+                    xids: snapshot.clone(),
+                },
+            );
         }
     }
     let applied = stored.as_ref().map_or(Lsn::ZERO, |p| p.applied_lsn);

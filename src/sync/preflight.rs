@@ -143,6 +143,63 @@ pub async fn check_free_slot(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Two-phase transactions. With `--two-phase` the destination must be able to prepare
+/// transactions, and the slot must decode them (an existing slot without two-phase
+/// decoding is altered on PostgreSQL 18, refused before). Without it, a slot that decodes
+/// them is refused: its prepared transactions would arrive when they are prepared, not
+/// when they commit.
+pub async fn check_two_phase(
+    conn: &mut Connection,
+    dest: &tokio_postgres::Client,
+    existing: Option<&crate::source::slots::SlotInfo>,
+    two_phase: bool,
+) -> Result<()> {
+    let slot_decodes = existing.and_then(|s| s.two_phase);
+    if !two_phase {
+        if slot_decodes == Some(true) {
+            return Err(Error::Config(format!(
+                "slot \"{}\" decodes two-phase transactions (it was created with two_phase), so a prepared transaction arrives when it is prepared, not when it commits: pass --two-phase (the destination then holds it as a prepared transaction until the source finishes it), or use a slot without two-phase decoding",
+                existing.map_or("", |s| s.slot_name.as_str())
+            )));
+        }
+        return Ok(());
+    }
+    let max: String = dest
+        .query_one(
+            "SELECT pg_catalog.current_setting('max_prepared_transactions')",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            Error::from(crate::pg::SqlError::new(
+                "reading the destination's max_prepared_transactions",
+                e,
+            ))
+        })?
+        .get(0);
+    if max.trim() == "0" {
+        return Err(Error::Config(
+            "--two-phase prepares transactions on the destination, and its max_prepared_transactions is 0 (the default): set it above 0 — at least the number of transactions the source keeps prepared at once — (ALTER SYSTEM SET max_prepared_transactions = 10 as a superuser, or the service's parameter group or flags) and restart the destination server, or run without --two-phase".into(),
+        ));
+    }
+    if let Some(slot) = existing.filter(|s| s.two_phase == Some(false)) {
+        if conn.server_version_num() < 180000 {
+            return Err(Error::Config(format!(
+                "slot \"{}\" was created without two-phase decoding, which PostgreSQL before 18 cannot turn on for an existing slot: run without --two-phase, or with a new slot (pgsub sync --slot <new> --two-phase, which copies the tables again)",
+                slot.slot_name
+            )));
+        }
+        // As ALTER SUBSCRIPTION … SET (two_phase = on) does on 18.
+        conn.simple_query(&format!(
+            "ALTER_REPLICATION_SLOT {} ( TWO_PHASE true )",
+            crate::protocol::quote::ident(&slot.slot_name)
+        ))
+        .await?;
+        tracing::info!(slot = %slot.slot_name, "the slot decodes two-phase transactions now");
+    }
+    Ok(())
+}
+
 /// The progress stored under `name` must have been made against this source and slot.
 pub fn check_stored(
     stored: &Option<Progress>,

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::apply::conflicts::OnConflict;
+use crate::apply::txn::CopySnapshot;
 use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
 use crate::conninfo::Conninfo;
 use crate::dest;
@@ -342,10 +343,17 @@ async fn feed<R: std::io::BufRead>(
             && let Some(CopyState {
                 ready: true,
                 snapshot_lsn: Some(lsn),
+                snapshot,
             }) = states.get(&r.qualified_name())
         {
             // The copy's per-table rule, by the relid this recording gives the table.
-            sink.table_snapshot(r.relid, *lsn);
+            sink.table_snapshot(
+                r.relid,
+                CopySnapshot {
+                    lsn: *lsn,
+                    xids: snapshot.clone(),
+                },
+            );
         }
         sink.on_event(session, &event, &payload).await?;
         if let Event::Message {

@@ -54,6 +54,8 @@ struct Outcome {
     silent: Option<String>,
     /// The first workload went by `record` and `sync --input`.
     replayed: bool,
+    /// Two-phase transactions, prepared on both destinations.
+    two_phase: bool,
     seconds: f64,
 }
 
@@ -66,11 +68,18 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs every session's transactions at once.
-async fn workload(conninfo: &str, schema: &Schema, rng: &mut Rng, phase: i64) -> Done {
+async fn workload(
+    conninfo: &str,
+    schema: &Schema,
+    rng: &mut Rng,
+    phase: i64,
+    two_phase: bool,
+) -> Done {
     let sessions = rng.range(2, 4);
     let mut tasks = Vec::new();
     for s in 0..sessions {
-        let mut session = Session::new(schema, phase * 10 + s + 1, rng.fork());
+        let mut session =
+            Session::new(schema, phase * 10 + s + 1, rng.fork()).with_two_phase(two_phase);
         let txns: Vec<String> = (0..rng.range(10, 25))
             .map(|_| session.transaction())
             .collect();
@@ -79,7 +88,9 @@ async fn workload(conninfo: &str, schema: &Schema, rng: &mut Rng, phase: i64) ->
             let client = compare::connect(&conninfo).await;
             let mut done = Done::default();
             for t in &txns {
-                workload::run(&client, t, &mut done).await;
+                for part in t.split(workload::THEN) {
+                    workload::run(&client, part, &mut done).await;
+                }
             }
             done
         }));
@@ -91,8 +102,15 @@ async fn workload(conninfo: &str, schema: &Schema, rng: &mut Rng, phase: i64) ->
     done
 }
 
+/// Whether seed `seed` runs two-phase transactions (`--two-phase`, `two_phase = true`):
+/// decided by its number, so that no seed draws differently than before, and never one of
+/// the store-and-forward seeds (a replay does not take two-phase recordings).
+fn two_phase_seed(seed: u64, version: u32) -> bool {
+    version >= 150000 && seed % 4 == 2
+}
+
 /// The options of pgsub and of the native subscription for this seed.
-fn options(rng: &mut Rng, version: u32) -> (Vec<String>, String) {
+fn options(rng: &mut Rng, version: u32, two_phase: bool) -> (Vec<String>, String) {
     let streaming = if version >= 160000 {
         *rng.pick(&["off", "on", "parallel"])
     } else {
@@ -104,15 +122,18 @@ fn options(rng: &mut Rng, version: u32) -> (Vec<String>, String) {
     } else {
         *rng.pick(&["off", "on"])
     };
-    (
-        vec![
-            "--streaming".into(),
-            streaming.into(),
-            "--copy-jobs".into(),
-            jobs,
-        ],
-        format!("streaming = {native_streaming}"),
-    )
+    let mut pgsub = vec![
+        "--streaming".into(),
+        streaming.into(),
+        "--copy-jobs".into(),
+        jobs,
+    ];
+    let mut native = format!("streaming = {native_streaming}");
+    if two_phase {
+        pgsub.push("--two-phase".into());
+        native.push_str(", two_phase = true");
+    }
+    (pgsub, native)
 }
 
 /// Adds a column to one table, on the destinations first (as an operator would).
@@ -270,7 +291,8 @@ fn run_seed(seed: u64) -> Outcome {
         }
     });
     twin.source(&schema.publications_ddl());
-    let (pgsub_opts, native_with) = options(&mut rng, src.version_num());
+    let two_phase = two_phase_seed(seed, src.version_num());
+    let (pgsub_opts, native_with) = options(&mut rng, src.version_num(), two_phase);
     if std::env::var_os("PGSUB_DIFF_VERBOSE").is_some() {
         eprintln!("seed {seed}: pgsub {pgsub_opts:?}, native WITH ({native_with})");
     }
@@ -294,7 +316,7 @@ fn run_seed(seed: u64) -> Outcome {
         }
         twin.dests("DELETE FROM public.diff_audit");
     }
-    done += rt.block_on(workload(&conninfo, &schema, &mut rng, 1));
+    done += rt.block_on(workload(&conninfo, &schema, &mut rng, 1, two_phase));
     let mut background = background;
     // Runs of pgsub before the last two, whose failures count as well.
     let mut earlier: Vec<Run> = Vec::new();
@@ -335,7 +357,7 @@ fn run_seed(seed: u64) -> Outcome {
     if rng.percent(40) {
         add_column(&twin, &mut schema, &mut rng);
     }
-    done += rt.block_on(workload(&conninfo, &schema, &mut rng, 2));
+    done += rt.block_on(workload(&conninfo, &schema, &mut rng, 2, two_phase));
     // Both stop and start again from what they confirmed, before catching up.
     let stopped = oracle::stop(background);
     twin.restart_native();
@@ -437,6 +459,7 @@ fn run_seed(seed: u64) -> Outcome {
         pgsub,
         silent,
         replayed,
+        two_phase,
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -480,11 +503,12 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                             pgsub: Err(format!("the harness panicked: {msg}")),
                             silent: None,
                             replayed: false,
+                            two_phase: false,
                             seconds: 0.0,
                         }
                     });
                     eprintln!(
-                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}; {:.1} s",
+                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}{}; {:.1} s",
                         o.seed,
                         o.tables,
                         o.done.committed,
@@ -493,6 +517,7 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                         if o.native.is_ok() { "equal" } else { "FAILED" },
                         if o.pgsub.is_ok() { "equal" } else { "FAILED" },
                         if o.replayed { " (part by sync --input)" } else { "" },
+                        if o.two_phase { " (two-phase)" } else { "" },
                         o.seconds
                     );
                     outcomes.lock().expect("outcomes").push(o);

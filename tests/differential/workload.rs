@@ -36,7 +36,16 @@ pub struct Session<'a> {
     schema: &'a Schema,
     rng: Rng,
     next_n: i64,
+    id: i64,
+    /// Some transactions end in PREPARE TRANSACTION, then COMMIT or ROLLBACK PREPARED.
+    two_phase: bool,
+    prepared: u64,
 }
+
+/// Between a prepared transaction and the statement that finishes it, in what
+/// [`Session::transaction`] returns: they run one after the other, as transactions of their
+/// own.
+pub const THEN: &str = "\n-- then\n";
 
 impl<'a> Session<'a> {
     /// Session `id` (0 is the one that loads the initial rows).
@@ -45,7 +54,17 @@ impl<'a> Session<'a> {
             schema,
             rng,
             next_n: id * 50_000_000 + 1,
+            id,
+            two_phase: false,
+            prepared: 0,
         }
+    }
+
+    /// Ends some transactions in PREPARE TRANSACTION, each finished right after (by the
+    /// same session, since what it holds locked could stop its next transaction).
+    pub fn with_two_phase(mut self, on: bool) -> Self {
+        self.two_phase = on;
+        self
     }
 
     fn table(&mut self) -> usize {
@@ -319,7 +338,9 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// One transaction's SQL: `BEGIN; … COMMIT;`, with savepoints now and then.
+    /// One transaction's SQL: `BEGIN; … COMMIT;`, with savepoints now and then; under
+    /// two-phase, now and then `BEGIN; … PREPARE TRANSACTION 'g'`, [`THEN`], `COMMIT
+    /// PREPARED 'g'` (or ROLLBACK PREPARED).
     pub fn transaction(&mut self) -> String {
         let mut sql = String::from("BEGIN;\n");
         let mut in_txn = Vec::new();
@@ -344,7 +365,21 @@ impl<'a> Session<'a> {
                 sql.push('\n');
             }
         }
-        sql.push_str("COMMIT;");
+        // Drawn only under two-phase, so that other seeds draw as before.
+        if self.two_phase && self.rng.percent(25) {
+            self.prepared += 1;
+            let gid = format!("pgdiff_{}_{}", self.id, self.prepared);
+            let finish = if self.rng.percent(80) {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            sql.push_str(&format!(
+                "PREPARE TRANSACTION '{gid}';{THEN}{finish} PREPARED '{gid}';"
+            ));
+        } else {
+            sql.push_str("COMMIT;");
+        }
         sql
     }
 
