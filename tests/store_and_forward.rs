@@ -331,3 +331,56 @@ fn a_table_copied_after_the_recordings_start_gets_only_its_changes_after_its_cop
         "0"
     );
 }
+
+#[test]
+fn a_recording_of_two_phase_transactions_is_replayed_prepared_and_finished_exactly_once() {
+    if pgsub_testkit::shared().version_num() < 150000 {
+        eprintln!("two-phase decoding for pgoutput needs PostgreSQL 15");
+        return;
+    }
+    let (s, d, db) = pair("replay_two_phase");
+    sql(s, &db, SCHEMA);
+    let dir = scratch(&db);
+    live_sync(
+        s,
+        d,
+        &db,
+        &["--create-slot", "--schema", "create", "--two-phase"],
+    );
+    sql(
+        s,
+        &db,
+        "BEGIN; INSERT INTO events SELECT 'p1', 'prepared', g FROM generate_series(1, 40) g; \
+         PREPARE TRANSACTION 'p1'",
+    );
+    sql(s, &db, "INSERT INTO events VALUES ('plain', 'between', 1)");
+    sql(
+        s,
+        &db,
+        "BEGIN; INSERT INTO events SELECT 'p2', 'prepared', g FROM generate_series(1, 30) g; \
+         PREPARE TRANSACTION 'p2'",
+    );
+    sql(s, &db, "COMMIT PREPARED 'p1'");
+    let first = dir.join("first.pgrec");
+    record(&s.conninfo(&db), "p", &db, &first, &["--two-phase"]);
+    let prepared = || {
+        sql(
+            d,
+            &db,
+            "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
+        )
+    };
+    // Replayed twice: the second finds everything done.
+    for _ in 0..2 {
+        replay(d, &db, &first, &[]).expect_code(0);
+        assert_eq!(prepared(), "1", "p2 is prepared on the destination");
+        assert_eq!(sql(d, &db, "SELECT count(*) FROM events"), "41");
+    }
+    sql(s, &db, "COMMIT PREPARED 'p2'");
+    let second = dir.join("second.pgrec");
+    record(&s.conninfo(&db), "p", &db, &second, &["--two-phase"]);
+    replay(d, &db, &second, &[]).expect_code(0);
+    assert_eq!(prepared(), "0");
+    assert_eq!(dump(d, &db), dump(s, &db));
+    let _ = std::fs::remove_dir_all(&dir);
+}

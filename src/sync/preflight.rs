@@ -164,6 +164,28 @@ pub async fn check_two_phase(
         }
         return Ok(());
     }
+    check_destination_prepares(dest).await?;
+    if let Some(slot) = existing.filter(|s| s.two_phase == Some(false)) {
+        if conn.server_version_num() < 180000 {
+            return Err(Error::Config(format!(
+                "slot \"{}\" was created without two-phase decoding, which PostgreSQL before 18 cannot turn on for an existing slot: run without --two-phase, or with a new slot (pgsub sync --slot <new> --two-phase, which copies the tables again)",
+                slot.slot_name
+            )));
+        }
+        // As ALTER SUBSCRIPTION … SET (two_phase = on) does on 18.
+        conn.simple_query(&format!(
+            "ALTER_REPLICATION_SLOT {} ( TWO_PHASE true )",
+            crate::protocol::quote::ident(&slot.slot_name)
+        ))
+        .await?;
+        tracing::info!(slot = %slot.slot_name, "the slot decodes two-phase transactions now");
+    }
+    Ok(())
+}
+
+/// Two-phase transactions are prepared on the destination: its
+/// `max_prepared_transactions` must be above 0.
+pub async fn check_destination_prepares(dest: &tokio_postgres::Client) -> Result<()> {
     let max: String = dest
         .query_one(
             "SELECT pg_catalog.current_setting('max_prepared_transactions')",
@@ -179,23 +201,8 @@ pub async fn check_two_phase(
         .get(0);
     if max.trim() == "0" {
         return Err(Error::Config(
-            "--two-phase prepares transactions on the destination, and its max_prepared_transactions is 0 (the default): set it above 0 — at least the number of transactions the source keeps prepared at once — (ALTER SYSTEM SET max_prepared_transactions = 10 as a superuser, or the service's parameter group or flags) and restart the destination server, or run without --two-phase".into(),
+            "two-phase transactions (--two-phase) are prepared on the destination, and its max_prepared_transactions is 0 (the default): set it above 0 — at least the number of transactions the source keeps prepared at once — (ALTER SYSTEM SET max_prepared_transactions = 10 as a superuser, or the service's parameter group or flags) and restart the destination server, or run without --two-phase".into(),
         ));
-    }
-    if let Some(slot) = existing.filter(|s| s.two_phase == Some(false)) {
-        if conn.server_version_num() < 180000 {
-            return Err(Error::Config(format!(
-                "slot \"{}\" was created without two-phase decoding, which PostgreSQL before 18 cannot turn on for an existing slot: run without --two-phase, or with a new slot (pgsub sync --slot <new> --two-phase, which copies the tables again)",
-                slot.slot_name
-            )));
-        }
-        // As ALTER SUBSCRIPTION … SET (two_phase = on) does on 18.
-        conn.simple_query(&format!(
-            "ALTER_REPLICATION_SLOT {} ( TWO_PHASE true )",
-            crate::protocol::quote::ident(&slot.slot_name)
-        ))
-        .await?;
-        tracing::info!(slot = %slot.slot_name, "the slot decodes two-phase transactions now");
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! ```text
 //!  destination: pgsub schema, stored progress ─┐
 //!  recording: header (system id, slot, start,  ├─► checks ─► frames ─► Session ─► ApplySink
-//!             options)                         ┘     (same system; text values; no two-phase)
+//!             options)                         ┘     (same system; text values)
 //!      ─► every second: commit the open group, note what is durable
 //!      ─► end of the recording (or --until, or a signal): make everything durable
 //! ```
@@ -114,11 +114,6 @@ pub fn check_recording(header: &Header, stored: Option<&Progress>, name: &str) -
             "the recording holds column values in binary format (recorded with --binary on), which sync does not apply: record again without --binary".into(),
         ));
     }
-    if header.options.contains("two_phase 'true'") {
-        return Err(Error::Config(
-            "the recording holds two-phase transactions (recorded with --two-phase), which sync does not apply yet: record again without --two-phase".into(),
-        ));
-    }
     Ok(())
 }
 
@@ -176,6 +171,9 @@ pub async fn replay(
     crate::state::setup(&dest.client).await?;
     let stored = progress::read(&dest.client, &name).await?;
     check_recording(&header, stored.as_ref(), &name)?;
+    if header.options.contains("two_phase 'true'") {
+        super::preflight::check_destination_prepares(&dest.client).await?;
+    }
     if stored.is_none() {
         let others: Vec<String> = progress::rows(&dest.client)
             .await?
@@ -438,9 +436,9 @@ mod tests {
     }
 
     #[test]
-    fn binary_values_and_two_phase_transactions_are_refused_up_front() {
+    fn binary_values_are_refused_up_front_and_two_phase_transactions_taken() {
         assert!(check_recording(&header("binary 'true'"), None, "n").is_err());
-        assert!(check_recording(&header("two_phase 'true'"), None, "n").is_err());
+        check_recording(&header("two_phase 'true'"), None, "n").unwrap();
         check_recording(&header("binary 'false'"), None, "n").unwrap();
     }
 }
