@@ -74,9 +74,21 @@ fn scratch(db: &str) -> std::path::PathBuf {
 }
 
 fn replay(d: &Cluster, db: &str, path: &std::path::Path, env: &[(&str, &str)]) -> Run {
+    replay_with(d, db, path, env, &[])
+}
+
+/// [`replay`] with more options.
+fn replay_with(
+    d: &Cluster,
+    db: &str,
+    path: &std::path::Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Run {
     let dst = d.conninfo(db);
     let mut cmd = pgsub();
     cmd.args(["sync", "--input", path.to_str().unwrap(), "--dest", &dst]);
+    cmd.args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -182,12 +194,24 @@ fn a_recording_replayed_into_a_destination_without_progress_starts_at_the_record
     let dir = scratch(&db);
     let rec = dir.join("all.pgrec");
     record(&s.conninfo(&db), "p", &db, &rec, &[]);
-    let out = replay(d, &db, &rec, &[]).expect_code(0);
+    // A replay killed while it held streamed transactions leaves its spool behind: the next
+    // start removes the spools of pgsub processes that are gone, and nothing else.
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(spool.join("pgsub-spool-4000000000")).unwrap();
+    std::fs::create_dir_all(spool.join("not-a-spool")).unwrap();
+    let out =
+        replay_with(d, &db, &rec, &[], &["--spool-dir", spool.to_str().unwrap()]).expect_code(0);
     assert!(
         out.stderr.contains("no progress for this subscription"),
         "the replay says what it assumed\n{}",
         out.stderr
     );
+    let left: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["not-a-spool"], "{}", out.stderr);
     assert_eq!(dump(d, &db), dump(s, &db));
     let system_id = sql(s, &db, "SELECT system_identifier FROM pg_control_system()");
     assert_eq!(

@@ -153,6 +153,10 @@ pub async fn run(
     out: &Output,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
+    // A replay killed while it held streamed transactions left their files behind.
+    crate::apply::spool::remove_leftovers(
+        &opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+    );
     let r = replay(opts, shutdown).await?;
     super::once::report(out, &r.end, &r.session, &r.sink)
 }
