@@ -12,7 +12,11 @@
 //! `PGSUB_BENCH_COPY_ROWS` rows each (default 250 000) copied by a native subscription
 //! (default `max_sync_workers_per_subscription = 2`) until every table is ready, and by
 //! `pgsub sync` (default `--copy-jobs 4`) until it exits. Destination tables are identical
-//! and empty before each run; both sides are checked equal afterwards.
+//! and empty before each run; both sides are checked equal afterwards. **Clone**, where
+//! `pgcopydb` is installed (on PATH, or `PGSUB_BENCH_PGCOPYDB`): the same four tables, with a
+//! secondary index each, cloned into empty databases — tables, data and indexes — by
+//! `pgcopydb clone --table-jobs 4 --index-jobs 4` and by `pgsub sync --schema create
+//! --copy-jobs 4`, each timed from process start to exit, both checked equal.
 //!
 //! Run: `cargo bench --bench sync_vs_native` (figures in docs/benchmarks.md).
 
@@ -214,6 +218,7 @@ fn main() {
         assert_eq!(checksum(&d, "pgsub_copy", t), want, "pgsub copy of {t}");
     }
     let copied = copy_rows * tables.len() as u64;
+    let clone = clone_vs_pgcopydb(&s, &d, &cdb, &tables);
 
     println!("| benchmark | built-in subscription | pgsub sync | pgsub vs built-in (rows/s) |");
     println!("|---|---|---|---|");
@@ -230,4 +235,112 @@ fn main() {
         copied as f64 / pgsub_copy,
         native_copy / pgsub_copy
     );
+    match clone {
+        Some((pgcopydb, pgsub_clone)) => {
+            println!();
+            println!(
+                "| benchmark | pgcopydb clone | pgsub sync --schema create | pgsub vs pgcopydb (rows/s) |"
+            );
+            println!("|---|---|---|---|");
+            println!(
+                "| clone (tables, data, indexes), {} tables × {copy_rows} rows | {pgcopydb:.2} s, {:.0} rows/s | {pgsub_clone:.2} s, {:.0} rows/s | {:.2}× |",
+                tables.len(),
+                copied as f64 / pgcopydb,
+                copied as f64 / pgsub_clone,
+                pgcopydb / pgsub_clone
+            );
+        }
+        None => println!(
+            "\n(pgcopydb not found: install it (Debian: apt-get install pgcopydb) or set PGSUB_BENCH_PGCOPYDB for the clone comparison)"
+        ),
+    }
+}
+
+/// The tables of `db` cloned into empty databases by `pgcopydb clone` and by `pgsub sync
+/// --schema create`, each timed from start to exit: (pgcopydb, pgsub) seconds, or `None`
+/// without pgcopydb.
+fn clone_vs_pgcopydb(s: &Cluster, d: &Cluster, db: &str, tables: &[&str]) -> Option<(f64, f64)> {
+    let pgcopydb = std::env::var("PGSUB_BENCH_PGCOPYDB").unwrap_or_else(|_| "pgcopydb".into());
+    let found = Command::new(&pgcopydb)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        return None;
+    }
+    for t in tables {
+        psql(s, db, &format!("CREATE INDEX ON {t} (n)"));
+    }
+    for dest_db in ["pgcopydb_clone", "pgsub_clone"] {
+        psql(d, "postgres", &format!("CREATE DATABASE {dest_db}"));
+    }
+    let work = std::env::temp_dir().join(format!("pgsub-bench-pgcopydb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let t0 = Instant::now();
+    let out = Command::new(&pgcopydb)
+        .args([
+            "clone",
+            "--source",
+            &s.conninfo(db),
+            "--target",
+            &d.conninfo("pgcopydb_clone"),
+        ])
+        .args([
+            "--table-jobs",
+            "4",
+            "--index-jobs",
+            "4",
+            "--no-owner",
+            "--no-acl",
+            "--dir",
+        ])
+        .arg(&work)
+        .output()
+        .expect("run pgcopydb");
+    let pgcopydb_secs = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "pgcopydb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    let pgsub_secs = pgsub(&[
+        "sync",
+        "--source",
+        &s.conninfo(db),
+        "--dest",
+        &d.conninfo("pgsub_clone"),
+        "--publication",
+        "pc",
+        "--slot",
+        "pgsub_clone",
+        "--create-slot",
+        "--schema",
+        "create",
+        "--until",
+        "caught-up",
+        "--stats-interval",
+        "0",
+    ]);
+    for t in tables {
+        let want = checksum(s, db, t);
+        assert_eq!(
+            checksum(d, "pgcopydb_clone", t),
+            want,
+            "pgcopydb clone of {t}"
+        );
+        assert_eq!(checksum(d, "pgsub_clone", t), want, "pgsub clone of {t}");
+        let indexes = format!("SELECT count(*) FROM pg_indexes WHERE tablename = '{t}'");
+        assert_eq!(
+            psql(d, "pgcopydb_clone", &indexes),
+            "2",
+            "pgcopydb's indexes of {t}"
+        );
+        assert_eq!(
+            psql(d, "pgsub_clone", &indexes),
+            "2",
+            "pgsub's indexes of {t}"
+        );
+    }
+    Some((pgcopydb_secs, pgsub_secs))
 }

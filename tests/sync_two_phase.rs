@@ -294,65 +294,67 @@ fn a_destination_that_cannot_prepare_and_a_two_phase_slot_without_the_flag_are_r
 }
 
 #[test]
-fn an_existing_slot_without_two_phase_decoding_is_altered_on_18_and_refused_before() {
+fn a_transaction_prepared_before_the_slot_decoded_two_phase_arrives_whole_at_its_commit_and_is_applied()
+ {
+    // An existing slot without two-phase decoding gets it at the start that asks for it
+    // (as the built-in subscription's does): a transaction prepared before that start is
+    // sent at its COMMIT PREPARED, whole, with its PREPARE's position — behind where the
+    // stream, and pgsub's progress, already are.
     if !two_phase_source() {
         return;
     }
-    let (s, d, db) = pair("two_phase_alter");
+    let (s, d, db) = pair("two_phase_early");
+    let tables = "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE log (id int)";
+    sql(s, &db, tables);
+    sql(d, &db, tables);
+    sql(s, &db, "CREATE PUBLICATION p FOR TABLE a, log");
+    let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
+    let sync = |extra: &[&str]| {
+        let mut all = vec!["--until", "caught-up"];
+        all.extend_from_slice(extra);
+        run_args(&sync_args(&src, &dst, "p", &db, &all))
+    };
+    sync(&["--create-slot"]).expect_code(0);
     sql(
         s,
         &db,
-        "CREATE TABLE a (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE a",
+        "BEGIN; INSERT INTO a SELECT g, 'early' FROM generate_series(1, 10) g; \
+         INSERT INTO log SELECT g FROM generate_series(1, 10) g; PREPARE TRANSACTION 'early'",
     );
-    sql(d, &db, "CREATE TABLE a (id int PRIMARY KEY)");
-    create_slot(s, &db, &db);
-    let (src, dst) = (s.conninfo(&db), d.conninfo(&db));
-    let out = run_args(&sync_args(
-        &src,
-        &dst,
-        "p",
-        &db,
-        &["--two-phase", "--until", "caught-up"],
-    ));
-    let two_phase = sql(
+    sql(
         s,
         &db,
-        &format!("SELECT two_phase FROM pg_replication_slots WHERE slot_name = '{db}'"),
+        "INSERT INTO a VALUES (100, 'plain'); INSERT INTO log VALUES (100)",
     );
-    if s.version_num() >= 180000 {
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        assert_eq!(two_phase, "t");
+    // Streamed past its PREPARE without two-phase decoding, then made two-phase.
+    sync(&[]).expect_code(0);
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM a"), "1");
+    let out = sync(&["--two-phase"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(prepared_count(d, &db), 0, "not decoded at its PREPARE");
+    assert_eq!(
         sql(
             s,
             &db,
-            "BEGIN; INSERT INTO a VALUES (1); PREPARE TRANSACTION 'altered'",
-        );
-        run_args(&sync_args(
-            &src,
-            &dst,
-            "p",
-            &db,
-            &["--two-phase", "--until", "caught-up"],
-        ))
-        .expect_code(0);
-        assert_eq!(prepared_count(d, &db), 1, "{}", prepared(d, &db));
-        sql(s, &db, "COMMIT PREPARED 'altered'");
-        run_args(&sync_args(
-            &src,
-            &dst,
-            "p",
-            &db,
-            &["--two-phase", "--until", "caught-up"],
-        ))
-        .expect_code(0);
-        assert_eq!(sql(d, &db, "SELECT count(*) FROM a"), "1");
-    } else {
-        assert_eq!(out.code, 2, "{}", out.stderr);
-        assert!(
-            out.stderr.contains("before 18 cannot turn on"),
-            "{}",
-            out.stderr
-        );
-        assert_eq!(two_phase, "f");
-    }
+            &format!("SELECT two_phase FROM pg_replication_slots WHERE slot_name = '{db}'")
+        ),
+        "t",
+        "the slot decodes two-phase transactions now"
+    );
+    // Prepared from now on: prepared on the destination too.
+    sql(
+        s,
+        &db,
+        "BEGIN; INSERT INTO log VALUES (200); PREPARE TRANSACTION 'later'",
+    );
+    sync(&["--two-phase"]).expect_code(0);
+    assert_eq!(prepared_count(d, &db), 1, "{}", prepared(d, &db));
+    sql(s, &db, "COMMIT PREPARED 'early'; COMMIT PREPARED 'later'");
+    let out = sync(&["--two-phase"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM a"), "11");
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM log"), "12");
+    assert_eq!(prepared_count(d, &db), 0);
+    sync(&["--two-phase"]).expect_code(0);
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM log"), "12", "once");
 }

@@ -139,6 +139,9 @@ pub struct ApplySink {
     stream_xid: Option<u32>,
     /// The counters as they stood at the group's savepoint, once the destination took it.
     mark: Option<(ApplyStats, Conflicts)>,
+    /// The prepared transaction beginning comes whole at its COMMIT PREPARED, behind the
+    /// stream (see [`txn::Transactions::begin_prepared`]).
+    sent_whole: bool,
 }
 
 impl std::fmt::Debug for ApplySink {
@@ -192,6 +195,7 @@ impl ApplySink {
             spool,
             stream_xid: None,
             mark: None,
+            sent_whole: false,
         }
     }
 
@@ -403,6 +407,14 @@ impl Sink for ApplySink {
         let Event::Message { msg, .. } = event else {
             return Ok(());
         };
+        // A unit whose end is behind what the stream completed came whole at its COMMIT
+        // PREPARED (the session lets it through: see stream::Session::on_copy_data).
+        let completed = session.positions().completed();
+        match msg {
+            PgOutput::BeginPrepare(b) => self.sent_whole = b.end_lsn < completed,
+            PgOutput::StreamPrepare(p) => self.sent_whole = p.end_lsn < completed,
+            _ => {}
+        }
         match msg {
             PgOutput::StreamStart(s) => {
                 self.spool.start(s.xid, s.first_segment != 0)?;

@@ -37,7 +37,11 @@ impl ApplySink {
         if held {
             tracing::debug!(%gid, "the destination holds this prepared transaction already: its changes are not applied again");
         }
-        if self.txns.begin_prepared(b.prepare_lsn, b.xid, held) == Begun::Open {
+        if self
+            .txns
+            .begin_prepared(b.prepare_lsn, b.xid, held, self.sent_whole)
+            == Begun::Open
+        {
             self.exec.simple("BEGIN").await?;
         }
         Ok(())

@@ -188,14 +188,25 @@ impl Transactions {
 
     /// A source transaction to be prepared for two-phase commit begins, its PREPARE at
     /// `prepare_lsn`; `held`: the destination holds it already (prepared or committed
-    /// before a restart), so it is skipped. No group may be open: its destination
-    /// transaction is its own.
-    pub fn begin_prepared(&mut self, prepare_lsn: Lsn, xid: u32, held: bool) -> Begun {
+    /// before a restart), so it is skipped. `sent_whole`: it comes whole at its COMMIT
+    /// PREPARED, behind the stream (prepared before the slot decoded at PREPARE), so its
+    /// PREPARE's position says nothing of whether it was applied: only `held` does.
+    /// Otherwise a PREPARE before the stored progress was applied before (a recording
+    /// replayed again sends it). No group may be open: its destination transaction is its
+    /// own.
+    pub fn begin_prepared(
+        &mut self,
+        prepare_lsn: Lsn,
+        xid: u32,
+        held: bool,
+        sent_whole: bool,
+    ) -> Begun {
         debug_assert!(
             self.group.is_none(),
             "a prepared transaction shares no group"
         );
-        self.begin_txn(prepare_lsn, Some(xid), held)
+        let skip = held || (!sent_whole && prepare_lsn < self.skip_before);
+        self.begin_txn(prepare_lsn, Some(xid), skip)
     }
 
     /// Whether what ended at `end` was applied before a restart (its end at or before
@@ -204,8 +215,8 @@ impl Transactions {
         end <= self.skip_before
     }
 
-    fn begin_txn(&mut self, final_lsn: Lsn, prepared_xid: Option<u32>, held: bool) -> Begun {
-        let skip = held || final_lsn < self.skip_before;
+    fn begin_txn(&mut self, final_lsn: Lsn, prepared_xid: Option<u32>, skip: bool) -> Begun {
+        let skip = skip || (prepared_xid.is_none() && final_lsn < self.skip_before);
         self.txn = Some(SourceTxn {
             final_lsn,
             skip,
@@ -411,7 +422,7 @@ mod tests {
         snaps.insert(8, Lsn(500).into());
         let mut t = Transactions::new(Lsn(10), snaps, GroupLimits::default());
         // Prepared before the snapshot, still prepared when it was taken: not in the copy.
-        assert_eq!(t.begin_prepared(Lsn(400), 95, false), Begun::Open);
+        assert_eq!(t.begin_prepared(Lsn(400), 95, false, false), Begun::Open);
         assert!(!t.skipping(7));
         assert!(!t.skipping(9), "a table without a copy takes every change");
         // Without the snapshot's transactions, nothing can be told.
@@ -420,19 +431,25 @@ mod tests {
         assert!(!t.prepared());
         assert!(!t.group_open() && !t.in_transaction());
         // Prepared and committed before the snapshot: the copy holds it.
-        t.begin_prepared(Lsn(410), 92, false);
+        t.begin_prepared(Lsn(410), 92, false, false);
         assert!(t.skipping(7));
         t.prepared();
         // Prepared after the snapshot: applied, whatever the snapshot lists.
-        t.begin_prepared(Lsn(600), 92, false);
+        t.begin_prepared(Lsn(600), 92, false, false);
         assert!(!t.skipping(7) && !t.skipping(8) && !t.unplaceable(8));
         t.prepared();
-        // Before the stored progress: skipped as a whole.
-        t.begin_prepared(Lsn(5), 95, false);
-        assert!(t.skipping_transaction() && !t.unplaceable(8));
+        // Before the stored progress: applied before (sent again by a replay), skipped…
+        t.begin_prepared(Lsn(5), 95, false, false);
+        assert!(t.skipping_transaction());
         assert!(t.prepared());
+        // … unless sent whole at its COMMIT PREPARED, never applied: applied (PREPARE at
+        // 5, before the snapshot at 500: placed by the snapshot's transactions, 95 in
+        // progress there).
+        t.begin_prepared(Lsn(5), 95, false, true);
+        assert!(!t.skipping_transaction() && !t.skipping(7));
+        assert!(!t.prepared());
         // Held by the destination already: skipped as a whole.
-        assert_eq!(t.begin_prepared(Lsn(700), 96, true), Begun::Skip);
+        assert_eq!(t.begin_prepared(Lsn(700), 96, true, false), Begun::Skip);
         assert!(t.skipping(9) && t.prepared());
         assert!(t.applied_before(Lsn(10)) && !t.applied_before(Lsn(11)));
     }

@@ -152,6 +152,17 @@ impl Session {
                     .on_message(x.wal_start, payload_len, &msg, in_transaction);
                 self.positions.on_xlog_data(x.wal_start, x.wal_end);
                 let unit_end = match boundary {
+                    // A transaction prepared before the slot began to decode at PREPARE
+                    // (its two_phase_at) is sent whole at its COMMIT PREPARED, as Begin
+                    // Prepare … Prepare with its PREPARE's positions, behind the stream's,
+                    // then Commit Prepared: the unit ends there, forward again.
+                    Boundary::UnitEnd { end_lsn }
+                        if end_lsn < self.positions.completed()
+                            && matches!(msg, PgOutput::Prepare(_) | PgOutput::StreamPrepare(_)) =>
+                    {
+                        self.accounting.on_unit_end();
+                        None
+                    }
                     Boundary::UnitEnd { end_lsn } => {
                         self.positions
                             .on_unit_end(end_lsn)
@@ -199,5 +210,63 @@ impl Session {
     /// True while a transaction is open.
     pub fn in_transaction(&self) -> bool {
         self.tracker.is_open()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xlog(at: u64, msg: &[u8]) -> Bytes {
+        let mut p = vec![b'w'];
+        p.extend_from_slice(&at.to_be_bytes());
+        p.extend_from_slice(&at.to_be_bytes());
+        p.extend_from_slice(&0u64.to_be_bytes());
+        p.extend_from_slice(msg);
+        Bytes::from(p)
+    }
+
+    /// `tag [flags] lsn end ts xid gid`: Begin Prepare (no flags), Prepare, Commit Prepared.
+    fn two_phase(tag: u8, lsn: u64, end: u64) -> Vec<u8> {
+        let mut m = vec![tag];
+        if tag != b'b' {
+            m.push(0);
+        }
+        m.extend_from_slice(&lsn.to_be_bytes());
+        m.extend_from_slice(&end.to_be_bytes());
+        m.extend_from_slice(&0u64.to_be_bytes());
+        m.extend_from_slice(&7u32.to_be_bytes());
+        m.extend_from_slice(b"g\0");
+        m
+    }
+
+    fn unit_end(s: &mut Session, at: u64, msg: &[u8]) -> Result<Option<Lsn>, StreamError> {
+        match s.on_copy_data(xlog(at, msg), msg.len() + 30)? {
+            Event::Message { unit_end, .. } => Ok(unit_end),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_transaction_prepared_before_two_phase_decoding_began_comes_whole_at_its_commit_prepared() {
+        // The stream starts at 1000; the transaction was prepared at 500 and is sent at
+        // its COMMIT PREPARED (1100): its Prepare's end is behind, its unit ends forward.
+        let mut s = Session::new(Lsn(1000));
+        assert_eq!(
+            unit_end(&mut s, 1100, &two_phase(b'b', 500, 600)).unwrap(),
+            None
+        );
+        assert_eq!(
+            unit_end(&mut s, 1100, &two_phase(b'P', 500, 600)).unwrap(),
+            None
+        );
+        assert_eq!(
+            unit_end(&mut s, 1100, &two_phase(b'K', 1100, 1200)).unwrap(),
+            Some(Lsn(1200))
+        );
+        assert_eq!(s.positions.completed(), Lsn(1200));
+        // Any other unit whose end goes back is still a broken stream.
+        let e = unit_end(&mut s, 1300, &two_phase(b'K', 1000, 1100)).unwrap_err();
+        assert!(e.to_string().contains("went backwards"), "{e}");
     }
 }

@@ -159,7 +159,7 @@ pub async fn run(
         // while creating it.
         existing = source::wait_for_release(&mut conn, &opts.slot, opts.slot_wait).await?;
     }
-    preflight::check_two_phase(&mut conn, &dest.client, existing.as_ref(), opts.two_phase).await?;
+    preflight::check_two_phase(&dest.client, existing.as_ref(), opts.two_phase).await?;
     let mut states = plan_tables(opts, &dest.client, &name, &tables, existing.is_none()).await?;
     // The plan must outlive a destination crash once the slot exists (found by the soak),
     // and the stored progress, acknowledged to the source once streaming starts, too: one

@@ -144,12 +144,11 @@ pub async fn check_free_slot(conn: &mut Connection) -> Result<()> {
 }
 
 /// Two-phase transactions. With `--two-phase` the destination must be able to prepare
-/// transactions, and the slot must decode them (an existing slot without two-phase
-/// decoding is altered on PostgreSQL 18, refused before). Without it, a slot that decodes
-/// them is refused: its prepared transactions would arrive when they are prepared, not
-/// when they commit.
+/// transactions; an existing slot without two-phase decoding gets it at this start (the
+/// server turns it on when START_REPLICATION asks for two_phase). Without it, a slot that
+/// decodes them is refused: its prepared transactions would arrive when they are
+/// prepared, not when they commit.
 pub async fn check_two_phase(
-    conn: &mut Connection,
     dest: &tokio_postgres::Client,
     existing: Option<&crate::source::slots::SlotInfo>,
     two_phase: bool,
@@ -166,19 +165,12 @@ pub async fn check_two_phase(
     }
     check_destination_prepares(dest).await?;
     if let Some(slot) = existing.filter(|s| s.two_phase == Some(false)) {
-        if conn.server_version_num() < 180000 {
-            return Err(Error::Config(format!(
-                "slot \"{}\" was created without two-phase decoding, which PostgreSQL before 18 cannot turn on for an existing slot: run without --two-phase, or with a new slot (pgsub sync --slot <new> --two-phase, which copies the tables again)",
-                slot.slot_name
-            )));
-        }
-        // As ALTER SUBSCRIPTION … SET (two_phase = on) does on 18.
-        conn.simple_query(&format!(
-            "ALTER_REPLICATION_SLOT {} ( TWO_PHASE true )",
-            crate::protocol::quote::ident(&slot.slot_name)
-        ))
-        .await?;
-        tracing::info!(slot = %slot.slot_name, "the slot decodes two-phase transactions now");
+        // Asking for two_phase at START_REPLICATION turns it on for the slot from that
+        // start on, as the built-in apply worker does: a transaction prepared before the
+        // start arrives whole at its COMMIT PREPARED. (ALTER_REPLICATION_SLOT … TWO_PHASE
+        // on 18 is not used: a transaction prepared before it and finished after comes as
+        // a COMMIT PREPARED alone, its changes never sent.)
+        tracing::info!(slot = %slot.slot_name, "the slot decodes two-phase transactions from this start on; transactions prepared before it arrive whole when they commit");
     }
     Ok(())
 }

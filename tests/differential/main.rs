@@ -136,6 +136,15 @@ fn options(rng: &mut Rng, version: u32, two_phase: bool) -> (Vec<String>, String
     (pgsub, native)
 }
 
+/// Waits (up to a minute) until neither replica holds a prepared transaction.
+fn no_prepared_transactions(twin: &Twin) {
+    let q = "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()";
+    let t0 = Instant::now();
+    while (twin.native(q) != "0" || twin.pgsub(q) != "0") && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Adds a column to one table, on the destinations first (as an operator would).
 fn add_column(twin: &Twin, schema: &mut Schema, rng: &mut Rng) {
     let i = rng.below(schema.tables.len() as u64) as usize;
@@ -355,6 +364,12 @@ fn run_seed(seed: u64) -> Outcome {
         background = twin.start_pgsub(&["--create-slot"]);
     }
     if rng.percent(40) {
+        if two_phase {
+            // An ALTER TABLE queued behind a replica's prepared transaction would also
+            // queue that replica's worker, the one that is to finish it: wait for the
+            // replicas to finish what the source finished first.
+            no_prepared_transactions(&twin);
+        }
         add_column(&twin, &mut schema, &mut rng);
     }
     done += rt.block_on(workload(&conninfo, &schema, &mut rng, 2, two_phase));
