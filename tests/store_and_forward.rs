@@ -387,13 +387,7 @@ fn a_recording_of_two_phase_transactions_is_replayed_prepared_and_finished_exact
     sql(s, &db, "COMMIT PREPARED 'p1'");
     let first = dir.join("first.pgrec");
     record(&s.conninfo(&db), "p", &db, &first, &["--two-phase"]);
-    let prepared = || {
-        sql(
-            d,
-            &db,
-            "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
-        )
-    };
+    let prepared = || prepared_count(d, &db).to_string();
     // Replayed twice: the second finds everything done.
     for _ in 0..2 {
         replay(d, &db, &first, &[]).expect_code(0);

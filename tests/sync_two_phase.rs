@@ -19,17 +19,6 @@ fn two_phase_source() -> bool {
     true
 }
 
-/// How many transactions are prepared in database `db`.
-fn prepared_count(c: &Cluster, db: &str) -> u64 {
-    sql(
-        c,
-        db,
-        "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
-    )
-    .parse()
-    .unwrap()
-}
-
 /// The GIDs of the prepared transactions of database `db`.
 fn prepared(c: &Cluster, db: &str) -> String {
     sql(

@@ -407,13 +407,17 @@ impl Sink for ApplySink {
         let Event::Message { msg, .. } = event else {
             return Ok(());
         };
-        // A unit whose end is behind what the stream completed came whole at its COMMIT
-        // PREPARED (the session lets it through: see stream::Session::on_copy_data).
-        let completed = session.positions().completed();
-        match msg {
-            PgOutput::BeginPrepare(b) => self.sent_whole = b.end_lsn < completed,
-            PgOutput::StreamPrepare(p) => self.sent_whole = p.end_lsn < completed,
-            _ => {}
+        // A prepared transaction whose end is behind what the stream completed comes whole
+        // at its COMMIT PREPARED (the session lets it through: see
+        // stream::Session::on_copy_data). Read only for those two messages, off the
+        // per-change path.
+        let end = match msg {
+            PgOutput::BeginPrepare(b) => Some(b.end_lsn),
+            PgOutput::StreamPrepare(p) => Some(p.end_lsn),
+            _ => None,
+        };
+        if let Some(end) = end {
+            self.sent_whole = end < session.positions().completed();
         }
         match msg {
             PgOutput::StreamStart(s) => {

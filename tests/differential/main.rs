@@ -138,9 +138,9 @@ fn options(rng: &mut Rng, version: u32, two_phase: bool) -> (Vec<String>, String
 
 /// Waits (up to a minute) until neither replica holds a prepared transaction.
 fn no_prepared_transactions(twin: &Twin) {
-    let q = "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()";
+    let held = |db: &str| support::prepared_count(twin.dst, db) > 0;
     let t0 = Instant::now();
-    while (twin.native(q) != "0" || twin.pgsub(q) != "0") && t0.elapsed().as_secs() < 60 {
+    while (held(&twin.native_db) || held(&twin.pgsub_db)) && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -307,6 +307,17 @@ INSERT INTO test_table_2 VALUES (3), (4);
 INSERT INTO test_table_3 VALUES (5), (6);
 ";
 
+/// How many transactions are prepared in database `db`.
+pub fn prepared_count(c: &Cluster, db: &str) -> u64 {
+    sql(
+        c,
+        db,
+        "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
+    )
+    .parse()
+    .expect("a count")
+}
+
 /// `--source` for a cluster's database.
 pub fn source(c: &Cluster, db: &str) -> String {
     c.conninfo(db)
