@@ -176,6 +176,28 @@ fn a_managed_source_gets_its_own_platforms_advice() {
         "DROP ROLE azure_pg_admin; CREATE SCHEMA aiven_extras",
     );
     expect("ask Aiven support");
+    // Without the schema, an aiven_extras merely available (built into a self-managed
+    // server, as it can be) is Aiven only beside the service's admin role.
+    sql(&c, &db, "DROP SCHEMA aiven_extras; CREATE ROLE avnadmin");
+    let available = sql(
+        &c,
+        &db,
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'aiven_extras'",
+    ) == "1";
+    let out = run(&decode_args(&src, "pgsub", &[])).expect_code(2);
+    assert_eq!(
+        out.stderr.contains("ask Aiven support"),
+        available,
+        "aiven_extras available: {available}: {}",
+        out.stderr
+    );
+    sql(&c, &db, "DROP ROLE avnadmin");
+    let out = run(&decode_args(&src, "pgsub", &[])).expect_code(2);
+    assert!(
+        out.stderr.contains("ALTER SYSTEM SET wal_level = logical"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -8,8 +8,12 @@
 //! | RDS           | the `rds.logical_replication` setting, or `rds_superuser` |
 //! | Cloud SQL     | the `cloudsql.logical_decoding` setting, or `cloudsqlsuperuser` |
 //! | Azure         | an `azure.*` setting, or `azure_pg_admin`                |
-//! | Aiven         | the `aiven_extras` extension (available or installed)    |
+//! | Aiven         | the `aiven_extras` schema, or the extension available with an `avnadmin` role |
 //! | self-managed  | none of these                                            |
+//!
+//! `aiven_extras` is open source and can be built into a self-managed server: there its
+//! being merely available says nothing (and `ALTER SYSTEM` works), so an available but
+//! uninstalled extension counts only beside the service's own admin role.
 
 use crate::conn::Connection;
 
@@ -41,7 +45,8 @@ const DETECT: &str = "SELECT \
     pg_catalog.current_setting('azure.extensions', true) IS NOT NULL \
       OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'azure_pg_admin'), \
     pg_catalog.to_regnamespace('aiven_extras') IS NOT NULL \
-      OR EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'aiven_extras')";
+      OR (EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'aiven_extras') \
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'avnadmin'))";
 
 impl Platform {
     /// Asks the server. A failed query (a role that may not read the catalogs) is taken as
