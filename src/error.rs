@@ -61,6 +61,18 @@ pub enum Error {
         "table {0} joined the publications while pgsub streamed: it must be copied before its changes are applied (run sync again, which copies it)"
     )]
     PublicationChanged(String),
+    /// A column cannot travel in binary format (`sync --binary`): under `auto` the run
+    /// starts again with a text stream; under `on`, or replaying a binary recording, it
+    /// is a setup error.
+    #[error(
+        "column {column} cannot be applied in binary format: {why}; run sync with --binary auto (binary where every column allows it, text otherwise) or --binary off"
+    )]
+    BinaryRefused {
+        /// `"c" of table s.t`.
+        column: String,
+        /// Why not.
+        why: String,
+    },
     /// `verify` found differences (the report says which).
     #[error("{0}")]
     Differences(String),
@@ -112,7 +124,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Usage(_) => ErrorKind::Usage,
-            Error::Config(_) | Error::Startup(_) => ErrorKind::Config,
+            Error::Config(_) | Error::Startup(_) | Error::BinaryRefused { .. } => ErrorKind::Config,
             Error::Differences(_) => ErrorKind::Differences,
             Error::PublicationChanged(_) => ErrorKind::Transient,
             Error::Conn(e) => ErrorKind::from(e.class()),

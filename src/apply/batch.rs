@@ -15,10 +15,8 @@
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 
-use bytes::{BufMut, BytesMut};
-use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-
 use super::sql::copy_text_value;
+use super::values::{self, ValueArray, ValueFormat};
 use crate::stream::relations::OidHasher;
 
 /// Most rows in one run.
@@ -57,94 +55,13 @@ pub fn fingerprint(key: &Key<'_>) -> u64 {
 /// What a run holds.
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub enum RunKind {
-    /// Inserts, as COPY text.
+    /// Inserts, as COPY (text or binary, as the values came).
     Insert,
     /// Updates found by the key at the first positions, setting the columns at the
     /// second.
     Update(Vec<usize>, Vec<usize>),
     /// Deletes found by the key at these positions.
     Delete(Vec<usize>),
-}
-
-/// One `text[]` parameter of a run, kept in PostgreSQL's binary array format as values
-/// arrive: one buffer per column, no allocation per value.
-#[derive(Debug, Default)]
-pub struct TextArray {
-    elements: BytesMut,
-    len: i32,
-    has_null: bool,
-}
-
-impl TextArray {
-    /// Appends a value (`None`: NULL).
-    pub fn push(&mut self, v: Option<&[u8]>) {
-        match v {
-            None => {
-                self.elements.put_i32(-1);
-                self.has_null = true;
-            }
-            Some(v) => {
-                self.elements.put_i32(v.len() as i32);
-                self.elements.put_slice(v);
-            }
-        }
-        self.len += 1;
-    }
-
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// Bytes it holds, for bounding what is in flight.
-    pub fn byte_len(&self) -> usize {
-        self.elements.len()
-    }
-
-    /// The value at `index` (`Some(None)`: NULL), read back from the buffer: for
-    /// messages about a run, off the per-row path.
-    pub fn get(&self, index: usize) -> Option<Option<&[u8]>> {
-        let mut at = 0usize;
-        for i in 0..self.len() {
-            let len_bytes: [u8; 4] = self.elements.get(at..at + 4)?.try_into().ok()?;
-            let len = i32::from_be_bytes(len_bytes);
-            at += 4;
-            let value = if len < 0 {
-                None
-            } else {
-                let v = self.elements.get(at..at + len as usize)?;
-                at += len as usize;
-                Some(v)
-            };
-            if i == index {
-                return Some(value);
-            }
-        }
-        None
-    }
-}
-
-impl ToSql for TextArray {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        // ndim, has-null flag, element type, then the one dimension: length, lower bound.
-        out.put_i32(1);
-        out.put_i32(i32::from(self.has_null));
-        out.put_u32(Type::TEXT.oid());
-        out.put_i32(self.len);
-        out.put_i32(1);
-        out.put_slice(&self.elements);
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::TEXT_ARRAY
-    }
-
-    to_sql_checked!();
 }
 
 /// The pending run.
@@ -154,10 +71,12 @@ pub struct Run {
     pub relid: u32,
     /// Kind and shape.
     pub kind: RunKind,
-    /// COPY text rows (inserts).
+    /// COPY rows (inserts): text lines, or binary tuples after the binary header.
     pub copy: Vec<u8>,
-    /// One text array per parameter (updates and deletes): key columns first.
-    pub params: Vec<TextArray>,
+    /// One array per parameter (updates and deletes): key columns first.
+    pub params: Vec<ValueArray>,
+    /// The values' format.
+    pub format: ValueFormat,
     /// Rows in the run.
     pub rows: usize,
     /// Bytes of values in the run.
@@ -167,14 +86,30 @@ pub struct Run {
 }
 
 impl Run {
-    /// An empty run of `kind` for `relid` with `nparams` parameter arrays, holding at
-    /// most `max_rows` rows (1 where order is observable).
-    pub fn new(relid: u32, kind: RunKind, nparams: usize, max_rows: usize) -> Self {
+    /// An empty run of `kind` for `relid` with values of `format`, one parameter array
+    /// per type of `param_types` (the columns' type OIDs, for messages), holding at most
+    /// `max_rows` rows (1 where order is observable).
+    pub fn new(
+        relid: u32,
+        kind: RunKind,
+        format: ValueFormat,
+        param_types: &[u32],
+        max_rows: usize,
+    ) -> Self {
+        let copy = if kind == RunKind::Insert && format == ValueFormat::Binary {
+            values::COPY_BINARY_HEADER.to_vec()
+        } else {
+            Vec::new()
+        };
         Run {
             relid,
             kind,
-            copy: Vec::new(),
-            params: (0..nparams).map(|_| TextArray::default()).collect(),
+            copy,
+            params: param_types
+                .iter()
+                .map(|&t| ValueArray::new(format, t))
+                .collect(),
+            format,
             rows: 0,
             bytes: 0,
             max_rows: max_rows.clamp(1, MAX_RUN_ROWS),
@@ -192,8 +127,20 @@ impl Run {
             && keys.iter().all(|k| !self.keys.contains(k))
     }
 
-    /// Appends one COPY text row.
-    pub fn push_copy_row<'a>(&mut self, values: impl Iterator<Item = Option<&'a [u8]>>) {
+    /// Appends one COPY row.
+    pub fn push_copy_row<'a>(
+        &mut self,
+        values: impl ExactSizeIterator<Item = Option<&'a [u8]>> + Clone,
+    ) {
+        if self.format == ValueFormat::Binary {
+            self.bytes += values
+                .clone()
+                .map(|v| v.map_or(0, <[u8]>::len))
+                .sum::<usize>();
+            values::copy_binary_row(values, &mut self.copy);
+            self.rows += 1;
+            return;
+        }
         for (i, v) in values.enumerate() {
             if i > 0 {
                 self.copy.push(b'\t');
@@ -203,6 +150,14 @@ impl Run {
         }
         self.copy.push(b'\n');
         self.rows += 1;
+    }
+
+    /// The COPY data of the run, ended as its format wants.
+    pub fn copy_data(mut self) -> Vec<u8> {
+        if self.format == ValueFormat::Binary {
+            self.copy.extend_from_slice(values::COPY_BINARY_TRAILER);
+        }
+        self.copy
     }
 
     /// Appends one row of parameters, remembering the keys (fingerprints) it touches.
@@ -230,7 +185,13 @@ mod tests {
 
     #[test]
     fn repeated_key_ends_the_run() {
-        let mut r = Run::new(1, RunKind::Delete(vec![0]), 1, MAX_RUN_ROWS);
+        let mut r = Run::new(
+            1,
+            RunKind::Delete(vec![0]),
+            ValueFormat::Text,
+            &[25],
+            MAX_RUN_ROWS,
+        );
         r.push_params([Some(&b"1"[..])].into_iter(), &[key("1")]);
         assert!(r.accepts(1, &RunKind::Delete(vec![0]), &[key("2")]));
         assert!(!r.accepts(1, &RunKind::Delete(vec![0]), &[key("1")]));
@@ -245,33 +206,8 @@ mod tests {
     }
 
     #[test]
-    fn text_array_is_postgres_binary_array_format() {
-        let mut a = TextArray::default();
-        a.push(Some(b"ab"));
-        a.push(None);
-        let mut out = BytesMut::new();
-        a.to_sql(&Type::TEXT_ARRAY, &mut out).unwrap();
-        let want: Vec<u8> = [
-            &1i32.to_be_bytes()[..],
-            &1i32.to_be_bytes(),
-            &25u32.to_be_bytes(),
-            &2i32.to_be_bytes(),
-            &1i32.to_be_bytes(),
-            &2i32.to_be_bytes(),
-            b"ab",
-            &(-1i32).to_be_bytes(),
-        ]
-        .concat();
-        assert_eq!(&out[..], &want[..]);
-        assert_eq!(a.len(), 2);
-        assert_eq!(a.get(0), Some(Some(&b"ab"[..])));
-        assert_eq!(a.get(1), Some(None));
-        assert_eq!(a.get(2), None);
-    }
-
-    #[test]
     fn an_order_sensitive_table_gets_runs_of_one_row() {
-        let mut r = Run::new(1, RunKind::Delete(vec![0]), 1, 1);
+        let mut r = Run::new(1, RunKind::Delete(vec![0]), ValueFormat::Text, &[25], 1);
         assert!(r.accepts(1, &RunKind::Delete(vec![0]), &[key("1")]));
         r.push_params([Some(&b"1"[..])].into_iter(), &[key("1")]);
         assert!(!r.accepts(1, &RunKind::Delete(vec![0]), &[key("2")]));
@@ -279,7 +215,13 @@ mod tests {
 
     #[test]
     fn other_table_kind_or_shape_ends_the_run() {
-        let r = Run::new(1, RunKind::Update(vec![0], vec![0, 1]), 3, MAX_RUN_ROWS);
+        let r = Run::new(
+            1,
+            RunKind::Update(vec![0], vec![0, 1]),
+            ValueFormat::Text,
+            &[25, 25, 25],
+            MAX_RUN_ROWS,
+        );
         assert!(r.accepts(1, &RunKind::Update(vec![0], vec![0, 1]), &[]));
         assert!(!r.accepts(2, &RunKind::Update(vec![0], vec![0, 1]), &[]));
         assert!(!r.accepts(1, &RunKind::Update(vec![0], vec![0]), &[]));
@@ -288,15 +230,33 @@ mod tests {
 
     #[test]
     fn copy_rows_are_tab_separated_lines() {
-        let mut r = Run::new(1, RunKind::Insert, 0, MAX_RUN_ROWS);
+        let mut r = Run::new(1, RunKind::Insert, ValueFormat::Text, &[], MAX_RUN_ROWS);
         r.push_copy_row([Some(&b"1"[..]), None, Some(b"a\tb")].into_iter());
         assert_eq!(r.copy, b"1\t\\N\ta\\tb\n");
         assert_eq!((r.rows, r.bytes), (1, 4));
     }
 
     #[test]
+    fn binary_copy_rows_are_framed_tuples_between_header_and_trailer() {
+        let mut r = Run::new(1, RunKind::Insert, ValueFormat::Binary, &[], MAX_RUN_ROWS);
+        r.push_copy_row([Some(&b"\x00\x01"[..]), None].into_iter());
+        assert_eq!((r.rows, r.bytes), (1, 2));
+        let data = r.copy_data();
+        let want: Vec<u8> = [
+            values::COPY_BINARY_HEADER,
+            &2i16.to_be_bytes(),
+            &2i32.to_be_bytes(),
+            b"\x00\x01",
+            &(-1i32).to_be_bytes(),
+            values::COPY_BINARY_TRAILER,
+        ]
+        .concat();
+        assert_eq!(data, want);
+    }
+
+    #[test]
     fn size_bound_ends_the_run() {
-        let mut r = Run::new(1, RunKind::Insert, 0, MAX_RUN_ROWS);
+        let mut r = Run::new(1, RunKind::Insert, ValueFormat::Text, &[], MAX_RUN_ROWS);
         r.rows = MAX_RUN_ROWS;
         assert!(!r.accepts(1, &RunKind::Insert, &[]));
     }

@@ -11,7 +11,7 @@ impl ApplySink {
         target: &Target,
         relid: u32,
         kind: RunKind,
-        nparams: usize,
+        params: &[usize],
         keys: &[u64],
     ) -> Result<&mut Run> {
         if !self
@@ -25,7 +25,8 @@ impl ApplySink {
                 _ => target.order_sensitive,
             };
             let max = if one_at_a_time { 1 } else { MAX_RUN_ROWS };
-            self.run = Some(Run::new(relid, kind, nparams, max));
+            let types: Vec<u32> = params.iter().map(|&p| target.cols[p].type_oid).collect();
+            self.run = Some(Run::new(relid, kind, target.format, &types, max));
         }
         Ok(self.run.as_mut().expect("a run was just made"))
     }
@@ -44,8 +45,8 @@ impl ApplySink {
     ) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let cols: Vec<ColumnRef<'_>> = new.iter().collect();
-        let values = rows::values(&cols, &target.written(), &target.name)?;
-        let run = self.push(&target, relid, RunKind::Insert, 0, &[]).await?;
+        let values = rows::values(&cols, &target.written(), &target)?;
+        let run = self.push(&target, relid, RunKind::Insert, &[], &[]).await?;
         run.push_copy_row(values.into_iter());
         self.count(new);
         Ok(())
@@ -68,28 +69,34 @@ impl ApplySink {
             )));
         }
         let written = target.written();
-        let old_values = rows::values(old, &written, &target.name)?;
+        let old_values = rows::values(old, &written, target)?;
         let nulls: Vec<bool> = old_values.iter().map(Option::is_none).collect();
-        let mut params: Vec<Option<String>> = old_values
+        let param = |v: Option<&[u8]>| Param {
+            value: v.map(<[u8]>::to_vec),
+            format: target.format,
+        };
+        let mut params: Vec<Param> = old_values
             .iter()
             .flatten()
-            .map(|v| Some(String::from_utf8_lossy(v).into_owned()))
+            .map(|v| param(Some(v)))
             .collect();
         let names: Vec<&str> = written
             .iter()
             .map(|&i| target.cols[i].name.as_str())
             .collect();
-        let desc = conflicts::describe_key(&names, &old_values);
+        let shown: Vec<String> = written
+            .iter()
+            .zip(&old_values)
+            .map(|(&i, v)| values::show(*v, target.format, target.cols[i].type_oid))
+            .collect();
+        let desc = conflicts::describe_key(&names, &shown);
         self.flush_run().await?;
         self.stats.statements += 1;
         let all = target.cols_at(&written);
         let (stmt, kind) = match new {
             Some((new_cols, set)) => {
                 for &i in set {
-                    params.push(
-                        rows::text(new_cols[i], &target.name)?
-                            .map(|v| String::from_utf8_lossy(v).into_owned()),
-                    );
+                    params.push(param(rows::value(new_cols[i], target)?));
                 }
                 let set = set.to_vec();
                 let s = self
@@ -145,16 +152,16 @@ impl ApplySink {
                 "an update of {what} arrived without a replica identity to find the row by; give the table a primary key or REPLICA IDENTITY on the source"
             )));
         }
-        let old_key = rows::values(&image.old, &key, what)?;
+        let old_key = rows::values(&image.old, &key, &target)?;
         let mut new_key = Vec::with_capacity(key.len());
         for &i in &key {
-            new_key.push(image.new_key_value(i, what)?);
+            new_key.push(image.new_key_value(i, &target)?);
         }
         let mut values = Vec::with_capacity(image.set.len());
         for &i in &image.set {
-            values.push(rows::text(image.new[i], what)?);
+            values.push(rows::value(image.new[i], &target)?);
         }
-        let nparams = old_key.len() + values.len();
+        let params: Vec<usize> = key.iter().chain(&image.set).copied().collect();
         let keys = [fingerprint(&old_key), fingerprint(&new_key)];
         let keys = if keys[0] == keys[1] {
             &keys[..1]
@@ -166,7 +173,7 @@ impl ApplySink {
                 &target,
                 relid,
                 RunKind::Update(key, image.set.clone()),
-                nparams,
+                &params,
                 keys,
             )
             .await?;
@@ -182,7 +189,6 @@ impl ApplySink {
         old: &OldTuple,
     ) -> Result<()> {
         let target = self.target(rels, relid).await?;
-        let what = target.name.as_str();
         let cols: Vec<ColumnRef<'_>> = old.tuple().iter().collect();
         let full = matches!(old, OldTuple::Old(_));
         let Some(key) = target.match_key(full).map(<[usize]>::to_vec) else {
@@ -190,11 +196,11 @@ impl ApplySink {
             self.count(old.tuple());
             return Ok(());
         };
-        let values = rows::values(&cols, &key, what)?;
+        let values = rows::values(&cols, &key, &target)?;
         let fp = [fingerprint(&values)];
-        let nparams = key.len();
+        let params = key.clone();
         let run = self
-            .push(&target, relid, RunKind::Delete(key), nparams, &fp)
+            .push(&target, relid, RunKind::Delete(key), &params, &fp)
             .await?;
         run.push_params(values.iter().copied(), &fp);
         self.count(old.tuple());
@@ -240,8 +246,8 @@ fn check_identity_unchanged(target: &Target, image: &UpdateImage<'_>) -> Result<
         if !c.identity_always || !(image.full || target.key.contains(&i)) {
             continue;
         }
-        let old = rows::text(image.old[i], &target.name)?;
-        let new = image.new_key_value(i, &target.name)?;
+        let old = rows::value(image.old[i], target)?;
+        let new = image.new_key_value(i, target)?;
         if old != new {
             return Err(Error::Config(format!(
                 "the source changed column \"{}\" of {}, which is GENERATED ALWAYS AS IDENTITY on the destination and so cannot be set by an UPDATE: make it GENERATED BY DEFAULT on the destination (ALTER TABLE {} ALTER COLUMN {} SET GENERATED BY DEFAULT)",

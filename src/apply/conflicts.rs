@@ -171,16 +171,10 @@ impl Conflicts {
     }
 }
 
-/// `(a, b)=(1, x)`: a key as PostgreSQL's messages show one.
-pub fn describe_key(names: &[&str], values: &[Option<&[u8]>]) -> String {
-    let vals: Vec<String> = values
-        .iter()
-        .map(|v| match v {
-            None => "null".to_owned(),
-            Some(b) => String::from_utf8_lossy(b).into_owned(),
-        })
-        .collect();
-    format!("({})=({})", names.join(", "), vals.join(", "))
+/// `(a, b)=(1, x)`: a key as PostgreSQL's messages show one, its values as
+/// [`super::values::show`] shows them.
+pub fn describe_key(names: &[&str], values: &[String]) -> String {
+    format!("({})=({})", names.join(", "), values.join(", "))
 }
 
 /// The key of a unique violation, from the server's detail line
@@ -227,7 +221,7 @@ mod tests {
     #[test]
     fn keys_read_like_the_servers_messages() {
         assert_eq!(
-            describe_key(&["a", "b"], &[Some(b"1"), None]),
+            describe_key(&["a", "b"], &["1".into(), "null".into()]),
             "(a, b)=(1, null)"
         );
         assert_eq!(

@@ -29,16 +29,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
+use super::values::ValueArray;
 use crate::error::{Error, Result};
 use crate::pg::SqlError;
 
-/// Parameters of a statement: one text array per column (a run), or one row of text.
+/// Parameters of a statement: one array per column (a run), or one row of values.
 #[derive(Debug)]
 pub enum Params {
-    /// `text[]` parameters.
-    Arrays(Vec<super::batch::TextArray>),
-    /// `text` parameters.
-    Row(Vec<Option<String>>),
+    /// Array parameters.
+    Arrays(Vec<ValueArray>),
+    /// One value each.
+    Row(Vec<super::values::Param>),
 }
 
 /// What a job did, for the counters.
@@ -345,11 +346,15 @@ fn size(job: &Job) -> usize {
         Job::Execute {
             params: Params::Arrays(p),
             ..
-        } => p.iter().map(super::batch::TextArray::byte_len).sum(),
+        } => p.iter().map(ValueArray::byte_len).sum(),
         Job::Execute {
             params: Params::Row(p),
             ..
-        } => p.iter().flatten().map(String::len).sum(),
+        } => p
+            .iter()
+            .filter_map(|v| v.value.as_ref())
+            .map(Vec::len)
+            .sum(),
         Job::Copy { data, .. } => data.len(),
         _ => 0,
     }
@@ -554,16 +559,15 @@ async fn execute(
 }
 
 /// The key of row `row` (0-based) of a run, described.
-fn key_at(
-    key_names: &[String],
-    key_params: &[usize],
-    arrays: &[super::batch::TextArray],
-    row: usize,
-) -> String {
+fn key_at(key_names: &[String], key_params: &[usize], arrays: &[ValueArray], row: usize) -> String {
     let names: Vec<&str> = key_names.iter().map(String::as_str).collect();
-    let values: Vec<Option<&[u8]>> = key_params
+    let values: Vec<String> = key_params
         .iter()
-        .map(|&p| arrays.get(p).and_then(|a| a.get(row)).flatten())
+        .map(|&p| {
+            arrays
+                .get(p)
+                .map_or_else(|| "null".to_owned(), |a| a.show(row))
+        })
         .collect();
     super::conflicts::describe_key(&names, &values)
 }

@@ -60,6 +60,7 @@ pub mod table;
 pub mod target;
 mod two_phase;
 pub mod txn;
+pub mod values;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,6 +93,7 @@ use table::Equality;
 use target::{ResolveOptions, Target};
 pub use txn::GroupLimits;
 use txn::{Begun, Transactions};
+use values::{Param, ValueArray, ValueFormat};
 
 /// Bytes before the pgoutput message in an XLogData payload: tag, `wal_start`, `wal_end`,
 /// send time.
@@ -119,6 +121,8 @@ pub struct ApplyOptions {
     /// Where the run keeps streamed transactions: a directory of this process under this
     /// one (default: the system's temporary directory), removed with the spool.
     pub spool_dir: Option<std::path::PathBuf>,
+    /// The format of the stream's values (`sync --binary`).
+    pub format: ValueFormat,
 }
 
 /// The sink that applies events to the destination.
@@ -240,6 +244,7 @@ impl ApplySink {
                 ResolveOptions {
                     add_columns: self.opts.add_columns,
                     replica_role: self.dest.replica_role,
+                    format: self.opts.format,
                 },
                 &mut self.equality,
             )

@@ -187,7 +187,14 @@ impl ApplySink {
         }
         let result = match hit {
             Hit::Inserted(data) => {
-                let values = sql::copy_text_columns(data, cols.len());
+                let mut values: Vec<ValueArray> = cols
+                    .iter()
+                    .map(|c| ValueArray::new(target.format, c.type_oid))
+                    .collect();
+                match target.format {
+                    ValueFormat::Text => sql::copy_text_columns(data, &mut values),
+                    ValueFormat::Binary => values::copy_binary_columns(data, &mut values),
+                }
                 let query = sql::unique_conflicts(&target.table, target.only, &cols, &indexes);
                 let params = executor::sql_params(&values);
                 self.dest.client.query_one(&query, &params).await
@@ -235,5 +242,5 @@ impl ApplySink {
 #[derive(Clone, Copy)]
 enum Hit<'a> {
     Inserted(&'a Bytes),
-    Updated(&'a [batch::TextArray], &'a [usize], &'a [usize]),
+    Updated(&'a [ValueArray], &'a [usize], &'a [usize]),
 }

@@ -1,22 +1,34 @@
-//! Row images as parameter values: the text of each column, borrowed from the received
-//! message (no copy on the per-row path); NULL as `None`. `sync` streams in text format,
-//! so a binary value is refused, and an unchanged TOASTed value (`u`) is never a value:
-//! it is left out of what an update sets, or, under REPLICA IDENTITY FULL, taken from
-//! the old row.
+//! Row images as parameter values: the bytes of each column, borrowed from the received
+//! message (no copy on the per-row path); NULL as `None`. Every value of a stream is in
+//! the stream's format (text, or binary under `sync --binary`): one in the other is
+//! refused, and an unchanged TOASTed value (`u`) is never a value: it is left out of what
+//! an update sets, or, under REPLICA IDENTITY FULL, taken from the old row.
 
+use super::target::Target;
+use super::values::ValueFormat;
 use crate::error::{Error, Result};
 use crate::pgoutput::{ColumnRef, OldTuple, TupleData};
 
-/// The text of a column value of `table`; `None` for NULL.
-pub fn text<'a>(c: ColumnRef<'a>, table: &str) -> Result<Option<&'a [u8]>> {
-    match c {
-        ColumnRef::Null => Ok(None),
-        ColumnRef::Text(b) => Ok(Some(b)),
-        ColumnRef::Binary(_) => Err(Error::Config(format!(
-            "a column of {table} arrived in binary format, which sync does not apply; run it without --binary on"
+/// The bytes of a column value for `target`; `None` for NULL.
+pub fn value<'a>(c: ColumnRef<'a>, target: &Target) -> Result<Option<&'a [u8]>> {
+    match (c, target.format) {
+        (ColumnRef::Null, _) => Ok(None),
+        (ColumnRef::Text(b), ValueFormat::Text) | (ColumnRef::Binary(b), ValueFormat::Binary) => {
+            Ok(Some(b))
+        }
+        (ColumnRef::Text(_) | ColumnRef::Binary(_), f) => Err(Error::Definite(format!(
+            "a column of {} arrived in {} format in a stream of {} values",
+            target.name,
+            if f == ValueFormat::Text {
+                "binary"
+            } else {
+                "text"
+            },
+            f.name()
         ))),
-        ColumnRef::UnchangedToast => Err(Error::Config(format!(
-            "a column of {table}: an unchanged TOAST value where a full value was needed"
+        (ColumnRef::UnchangedToast, _) => Err(Error::Config(format!(
+            "a column of {}: an unchanged TOAST value where a full value was needed",
+            target.name
         ))),
     }
 }
@@ -25,9 +37,9 @@ pub fn text<'a>(c: ColumnRef<'a>, table: &str) -> Result<Option<&'a [u8]>> {
 pub fn values<'a>(
     cols: &[ColumnRef<'a>],
     positions: &[usize],
-    table: &str,
+    target: &Target,
 ) -> Result<Vec<Option<&'a [u8]>>> {
-    positions.iter().map(|&i| text(cols[i], table)).collect()
+    positions.iter().map(|&i| value(cols[i], target)).collect()
 }
 
 /// An update's columns: the old image (a key, the whole old row, or the new row when
@@ -79,10 +91,10 @@ impl<'a> UpdateImage<'a> {
     }
 
     /// The new value at key position `i`: the old one where unchanged TOAST.
-    pub fn new_key_value(&self, i: usize, table: &str) -> Result<Option<&'a [u8]>> {
+    pub fn new_key_value(&self, i: usize, target: &Target) -> Result<Option<&'a [u8]>> {
         match self.new[i] {
-            ColumnRef::UnchangedToast => text(self.old[i], table),
-            c => text(c, table),
+            ColumnRef::UnchangedToast => value(self.old[i], target),
+            c => value(c, target),
         }
     }
 }
@@ -97,6 +109,21 @@ mod tests {
         TupleData::from_columns(cols)
     }
 
+    fn target(format: ValueFormat) -> Target {
+        Target {
+            table: "\"s\".\"t\"".into(),
+            name: "s.t".into(),
+            only: "ONLY ",
+            cols: vec![],
+            key: vec![0],
+            full_key: None,
+            order_sensitive: false,
+            row_triggers: false,
+            no_equality: vec![],
+            format,
+        }
+    }
+
     #[test]
     fn unchanged_toast_is_not_set_and_under_full_comes_from_the_old_row() {
         let t = |s: &str| Column::Text(Bytes::copy_from_slice(s.as_bytes()));
@@ -107,19 +134,26 @@ mod tests {
         let old = OldTuple::Old(tuple(&[t("1"), t("big"), t("w")]));
         let full = UpdateImage::new(Some(&old), &new, &[0, 1, 2]);
         assert_eq!(full.set, vec![0, 1, 2]);
-        assert_eq!(text(full.new[1], "t").unwrap(), Some(&b"big"[..]));
-        assert_eq!(full.new_key_value(0, "t").unwrap(), Some(&b"1"[..]));
+        let text = target(ValueFormat::Text);
+        assert_eq!(value(full.new[1], &text).unwrap(), Some(&b"big"[..]));
+        assert_eq!(full.new_key_value(0, &text).unwrap(), Some(&b"1"[..]));
         // A column the destination generates is not set.
         assert_eq!(UpdateImage::new(None, &new, &[0]).set, vec![0]);
     }
 
     #[test]
-    fn binary_values_and_unchanged_toast_are_refused_as_values() {
-        assert!(text(ColumnRef::Binary(b"\x01"), "s.t").is_err());
-        let e = text(ColumnRef::UnchangedToast, "s.t")
+    fn a_value_in_the_other_format_and_unchanged_toast_are_refused_as_values() {
+        let (text, binary) = (target(ValueFormat::Text), target(ValueFormat::Binary));
+        assert!(value(ColumnRef::Binary(b"\x01"), &text).is_err());
+        assert!(value(ColumnRef::Text(b"1"), &binary).is_err());
+        assert_eq!(
+            value(ColumnRef::Binary(b"\x01"), &binary).unwrap(),
+            Some(&b"\x01"[..])
+        );
+        let e = value(ColumnRef::UnchangedToast, &text)
             .unwrap_err()
             .to_string();
         assert!(e.contains("s.t"), "{e}");
-        assert_eq!(text(ColumnRef::Null, "s.t").unwrap(), None);
+        assert_eq!(value(ColumnRef::Null, &binary).unwrap(), None);
     }
 }

@@ -5,7 +5,9 @@
 //! `text` (or `text[]`) parameters and casts them to the destination column's type
 //! *without* its modifier, so that assigning to the column applies the modifier the way
 //! the type's input function does: a value too long for `varchar(5)` is an error, never
-//! cut. A plain table is named with `ONLY` (changes never reach inheritance children); a
+//! cut. Under `sync --binary` they arrive in their type's binary format, and the
+//! parameters are of that type (`Col::param`): `$1::integer[]`, `$1::integer::integer`;
+//! inserts are COPY binary. A plain table is named with `ONLY` (changes never reach inheritance children); a
 //! partitioned one without (its partitions hold the rows).
 //!
 //! ```text
@@ -20,6 +22,7 @@
 //! ```
 
 use super::target::Col;
+use super::values::{ValueArray, ValueFormat};
 
 /// Appends `value` in COPY text format (backslash escapes), or `\N` for NULL.
 pub fn copy_text_value(value: Option<&[u8]>, out: &mut Vec<u8>) {
@@ -38,10 +41,10 @@ pub fn copy_text_value(value: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
-/// The rows of COPY text as [`copy_text_value`] writes them, column by column (`ncols`
-/// columns; `None` for `\N`): the inverse, for the rows of a COPY that failed.
-pub fn copy_text_columns(data: &[u8], ncols: usize) -> Vec<Vec<Option<String>>> {
-    let mut cols = vec![Vec::new(); ncols];
+/// The rows of COPY text as [`copy_text_value`] writes them, column by column into `cols`
+/// (`None` for `\N`): the inverse, for the rows of a COPY that failed.
+pub fn copy_text_columns(data: &[u8], cols: &mut [ValueArray]) {
+    let ncols = cols.len();
     for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         for (i, field) in line.split(|&b| b == b'\t').enumerate().take(ncols) {
             if field == b"\\N" {
@@ -63,10 +66,9 @@ pub fn copy_text_columns(data: &[u8], ncols: usize) -> Vec<Vec<Option<String>>> 
                     None => v.push(b'\\'),
                 }
             }
-            cols[i].push(Some(String::from_utf8_lossy(&v).into_owned()));
+            cols[i].push(Some(&v));
         }
     }
-    cols
 }
 
 /// For rows given as one `text[]` parameter per column of `cols`, in the order they were
@@ -90,7 +92,7 @@ pub fn unique_conflicts(table: &str, only: &str, cols: &[&Col], indexes: &[Vec<u
         "SELECT coalesce((SELECT h FROM (SELECT {} AS h, u.o FROM {}) AS x \
          WHERE h > 0 ORDER BY o LIMIT 1), 0)",
         sum(hits),
-        unnest_numbered(cols.len())
+        unnest_numbered(cols)
     )
 }
 
@@ -136,7 +138,7 @@ pub fn update_unique_conflicts(
         "SELECT coalesce((SELECT h FROM (SELECT {} AS h, u.o FROM {} \
          JOIN {only}{table} AS r ON {found}) AS x WHERE h > 0 ORDER BY o LIMIT 1), 0)",
         sum(hits),
-        unnest_numbered(key.len() + set.len())
+        unnest_numbered(&params_of(cols, key, set))
     )
 }
 
@@ -149,14 +151,14 @@ pub fn origin_differs(
     table: &str,
     only: &str,
     keys: &[&Col],
-    nparams: usize,
+    params: &[&Col],
     at: &[usize],
     own: u32,
 ) -> String {
     format!(
         "SELECT u.o FROM {} JOIN {only}{table} AS t ON {} \
          WHERE (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)).roident <> {own} ORDER BY u.o",
-        unnest_numbered(nparams),
+        unnest_numbered(params),
         key_matches_at(keys, at.iter().copied())
     )
 }
@@ -170,17 +172,26 @@ fn sum(terms: Vec<String>) -> String {
     }
 }
 
-/// `$1::text[], $2::text[]` and `c1, c2`: `n` array parameters and their names.
-fn unnest_lists(n: usize) -> (String, String) {
-    let params = (1..=n)
-        .map(|i| format!("${i}::text[]"))
+/// `$1::text[], $2::text[]` and `c1, c2`: one array parameter for each column of
+/// `params`, of its parameter type, and their names.
+fn unnest_lists(params: &[&Col]) -> (String, String) {
+    let list = params
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 1, c.param))
         .collect::<Vec<_>>()
         .join(", ");
-    let names = (1..=n)
+    let names = (1..=params.len())
         .map(|i| format!("c{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    (params, names)
+    (list, names)
+}
+
+/// The columns whose values an update run's parameters hold: those at `key` (the old
+/// key) then those at `set`.
+pub fn params_of<'a>(cols: &[&'a Col], key: &[usize], set: &[usize]) -> Vec<&'a Col> {
+    key.iter().chain(set).map(|&p| cols[p]).collect()
 }
 
 fn list(cols: &[&Col]) -> String {
@@ -191,18 +202,22 @@ fn list(cols: &[&Col]) -> String {
 }
 
 /// `COPY table (cols) FROM STDIN`.
-pub fn copy_in(table: &str, cols: &[&Col]) -> String {
-    format!("COPY {table} ({}) FROM STDIN", list(cols))
+pub fn copy_in(table: &str, cols: &[&Col], format: ValueFormat) -> String {
+    let binary = match format {
+        ValueFormat::Text => "",
+        ValueFormat::Binary => " (FORMAT binary)",
+    };
+    format!("COPY {table} ({}) FROM STDIN{binary}", list(cols))
 }
 
-fn unnest(n: usize) -> String {
-    let (params, names) = unnest_lists(n);
-    format!("unnest({params}) AS u({names})")
+fn unnest(params: &[&Col]) -> String {
+    let (list, names) = unnest_lists(params);
+    format!("unnest({list}) AS u({names})")
 }
 
 /// [`unnest`] with the rows numbered `u.o`.
-fn unnest_numbered(n: usize) -> String {
-    let (params, names) = unnest_lists(n);
+fn unnest_numbered(params: &[&Col]) -> String {
+    let (params, names) = unnest_lists(params);
     format!("unnest({params}) WITH ORDINALITY AS u({names}, o)")
 }
 
@@ -223,7 +238,8 @@ fn key_matches_at(keys: &[&Col], at: impl IntoIterator<Item = usize>) -> String 
 /// Set-based update of a run: `keys` match the old key, `set` are assigned. Parameters:
 /// one `text[]` per key column, then one per set column.
 pub fn update_by_key(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> String {
-    update_from(table, only, keys, set, &unnest(keys.len() + set.len()))
+    let params: Vec<&Col> = keys.iter().chain(set).copied().collect();
+    update_from(table, only, keys, set, &unnest(&params))
 }
 
 /// [`update_by_key`] with the rows from `from`.
@@ -245,28 +261,28 @@ fn update_from(table: &str, only: &str, keys: &[&Col], set: &[&Col], from: &str)
 /// rows it changed nothing for, in one round trip, so that nothing has to be asked
 /// afterwards (and later statements can be sent before it completes). Exact where no row
 /// trigger can keep a row.
-fn returning_missing(statement: String) -> String {
+fn returning_missing(statement: String, params: &[&Col]) -> String {
+    let first = params.first().map_or("text", |c| c.param.as_str());
     format!(
         "WITH done AS ({statement} RETURNING u.o) \
-         SELECT s.o FROM generate_series(1, cardinality($1::text[])) AS s(o) \
+         SELECT s.o FROM generate_series(1, cardinality($1::{first}[])) AS s(o) \
          EXCEPT SELECT o FROM done ORDER BY 1"
     )
 }
 
 /// [`update_by_key`] returning the ordinals of the rows that found nothing.
 pub fn update_by_key_missing(table: &str, only: &str, keys: &[&Col], set: &[&Col]) -> String {
-    let from = unnest_numbered(keys.len() + set.len());
-    returning_missing(update_from(table, only, keys, set, &from))
+    let params: Vec<&Col> = keys.iter().chain(set).copied().collect();
+    let from = unnest_numbered(&params);
+    returning_missing(update_from(table, only, keys, set, &from), &params)
 }
 
 /// [`delete_by_key`] returning the ordinals of the rows that found nothing.
 pub fn delete_by_key_missing(table: &str, only: &str, keys: &[&Col]) -> String {
-    returning_missing(delete_using(
-        table,
-        only,
+    returning_missing(
+        delete_using(table, only, keys, &unnest_numbered(keys)),
         keys,
-        &unnest_numbered(keys.len()),
-    ))
+    )
 }
 
 /// After a run changed fewer rows than it had: the rows (by ordinality) for which no
@@ -281,7 +297,7 @@ pub fn probe(
     table: &str,
     only: &str,
     keys: &[&Col],
-    nparams: usize,
+    params: &[&Col],
     at: &[Vec<usize>],
     present: bool,
 ) -> String {
@@ -301,13 +317,13 @@ pub fn probe(
     };
     format!(
         "SELECT u.o FROM {} WHERE {cond} ORDER BY u.o",
-        unnest_numbered(nparams)
+        unnest_numbered(params)
     )
 }
 
 /// Set-based delete of a run by key. Parameters: one `text[]` per key column.
 pub fn delete_by_key(table: &str, only: &str, keys: &[&Col]) -> String {
-    delete_using(table, only, keys, &unnest(keys.len()))
+    delete_using(table, only, keys, &unnest(keys))
 }
 
 /// [`delete_by_key`] with the rows from `using`.
@@ -333,7 +349,7 @@ fn one_row_equal_to(table: &str, only: &str, all: &[&Col], nulls: &[bool]) -> St
                 format!("{} IS NULL", c.ident())
             } else {
                 p += 1;
-                format!("{} = ${p}::text::{}", c.ident(), c.cast)
+                format!("{} = ${p}::{}::{}", c.ident(), c.param, c.cast)
             }
         })
         .collect::<Vec<_>>()
@@ -348,7 +364,15 @@ pub fn update_full(table: &str, only: &str, all: &[&Col], nulls: &[bool], set: &
     let assignments = set
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{} = ${}::text::{}", c.ident(), first + i + 1, c.cast))
+        .map(|(i, c)| {
+            format!(
+                "{} = ${}::{}::{}",
+                c.ident(),
+                first + i + 1,
+                c.param,
+                c.cast
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     format!(
@@ -431,10 +455,20 @@ mod tests {
         Col {
             name: name.into(),
             cast: ty.into(),
+            param: "text".into(),
+            type_oid: 0,
             source_type: ty.into(),
             dest_type: ty.into(),
             write: true,
             identity_always: false,
+        }
+    }
+
+    /// A column whose values arrive in binary: parameters of its own type.
+    fn binary_col(name: &str, ty: &str) -> Col {
+        Col {
+            param: ty.into(),
+            ..col(name, ty)
         }
     }
 
@@ -450,12 +484,12 @@ mod tests {
             }
             data.push(b'\n');
         }
-        let cols = copy_text_columns(&data, 2);
-        assert_eq!(
-            cols[0],
-            [Some("a\tb\\c".to_owned()), Some("x\ny".to_owned())]
-        );
-        assert_eq!(cols[1], [None, Some("\\N".to_owned())]);
+        let mut cols = vec![ValueArray::default(), ValueArray::default()];
+        copy_text_columns(&data, &mut cols);
+        assert_eq!(cols[0].get(0), Some(Some(&b"a\tb\\c"[..])));
+        assert_eq!(cols[0].get(1), Some(Some(&b"x\ny"[..])));
+        assert_eq!(cols[1].get(0), Some(None));
+        assert_eq!(cols[1].get(1), Some(Some(&b"\\N"[..])));
     }
 
     #[test]
@@ -493,7 +527,7 @@ mod tests {
     fn the_origin_probe_finds_rows_by_their_old_key_and_compares_the_last_writers_origin() {
         let k = col("k", "integer");
         assert_eq!(
-            origin_differs("s.t", "", &[&k], 2, &[1], 7),
+            origin_differs("s.t", "", &[&k], &[&k, &k], &[1], 7),
             "SELECT u.o FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(c1, c2, o) JOIN s.t AS t ON t.\"k\" = u.c1::integer \
              WHERE (pg_catalog.pg_xact_commit_timestamp_origin(t.xmin)).roident <> 7 ORDER BY u.o"
         );
@@ -511,7 +545,14 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         let c = col("Id", "integer");
-        assert_eq!(copy_in("t", &[&c]), r#"COPY t ("Id") FROM STDIN"#);
+        assert_eq!(
+            copy_in("t", &[&c], ValueFormat::Text),
+            r#"COPY t ("Id") FROM STDIN"#
+        );
+        assert_eq!(
+            copy_in("t", &[&c], ValueFormat::Binary),
+            r#"COPY t ("Id") FROM STDIN (FORMAT binary)"#
+        );
     }
 
     #[test]
@@ -542,12 +583,33 @@ mod tests {
     fn probe_of_an_update_run_looks_for_the_new_keys_and_of_a_delete_for_kept_rows() {
         let id = col("id", "bigint");
         assert_eq!(
-            probe("t", "ONLY ", &[&id], 3, &[vec![1], vec![2]], false),
+            probe(
+                "t",
+                "ONLY ",
+                &[&id],
+                &[&id, &id, &id],
+                &[vec![1], vec![2]],
+                false
+            ),
             r#"SELECT u.o FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(c1, c2, c3, o) WHERE NOT EXISTS (SELECT FROM ONLY t AS t WHERE t."id" = u.c1::bigint) AND NOT EXISTS (SELECT FROM ONLY t AS t WHERE t."id" = u.c2::bigint) ORDER BY u.o"#
         );
         assert!(
-            probe("t", "", &[&id], 1, &[vec![1]], true)
+            probe("t", "", &[&id], &[&id], &[vec![1]], true)
                 .contains("WHERE EXISTS (SELECT FROM t AS t")
+        );
+    }
+
+    #[test]
+    fn binary_values_are_parameters_of_the_columns_own_types() {
+        let id = binary_col("id", "bigint");
+        let v = binary_col("v", "character varying");
+        assert_eq!(
+            update_by_key_missing("t", "ONLY ", &[&id], &[&v]),
+            r#"WITH done AS (UPDATE ONLY t AS t SET "v" = u.c2::character varying FROM unnest($1::bigint[], $2::character varying[]) WITH ORDINALITY AS u(c1, c2, o) WHERE t."id" = u.c1::bigint RETURNING u.o) SELECT s.o FROM generate_series(1, cardinality($1::bigint[])) AS s(o) EXCEPT SELECT o FROM done ORDER BY 1"#
+        );
+        assert_eq!(
+            delete_full("t", "ONLY ", &[&id, &v], &[false, false]),
+            r#"DELETE FROM ONLY t WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ONLY t WHERE "id" = $1::bigint::bigint AND "v" = $2::character varying::character varying LIMIT 1)"#
         );
     }
 

@@ -72,11 +72,13 @@ impl ApplySink {
                 let written = target.written();
                 let stmt = self
                     .statement(StmtKey::Copy(run.relid, written.clone()), || {
-                        sql::copy_in(&target.table, &target.cols_at(&written))
+                        sql::copy_in(&target.table, &target.cols_at(&written), target.format)
                     })
                     .await?;
                 let o = Outcome::new(Kind::Insert, run.relid, &target.name, rows);
-                self.exec.copy(stmt, Bytes::from(run.copy), o).await?;
+                self.exec
+                    .copy(stmt, Bytes::from(run.copy_data()), o)
+                    .await?;
             }
             RunKind::Update(key, set) => {
                 let (key, set) = (key.clone(), set.clone());
@@ -94,7 +96,8 @@ impl ApplySink {
                         },
                     )
                     .await?;
-                let check = self.run_check(&target, &key, key.len() + set.len(), returned, || {
+                let params: Vec<usize> = key.iter().chain(&set).copied().collect();
+                let check = self.run_check(&target, &key, &params, returned, || {
                     // The probe finds the new key of each row among the parameters.
                     let new_key: Vec<usize> = key
                         .iter()
@@ -109,7 +112,7 @@ impl ApplySink {
                         &target.table,
                         target.only,
                         &target.cols_at(&key),
-                        key.len() + set.len(),
+                        &target.cols_at(&params),
                         &[(1..=key.len()).collect(), new_key],
                         false,
                     ))
@@ -133,12 +136,12 @@ impl ApplySink {
                         }
                     })
                     .await?;
-                let check = self.run_check(&target, &key, key.len(), returned, || {
+                let check = self.run_check(&target, &key, &key, returned, || {
                     Probe::Kept(sql::probe(
                         &target.table,
                         target.only,
                         &target.cols_at(&key),
-                        key.len(),
+                        &target.cols_at(&key),
                         &[(1..=key.len()).collect()],
                         true,
                     ))
@@ -152,15 +155,15 @@ impl ApplySink {
         Ok(())
     }
 
-    /// What tells which rows of a run by `key` (its old values first among `nparams`
-    /// parameters) found nothing: the statement itself where it returns them
+    /// What tells which rows of a run by `key` (its old values first among the
+    /// parameters, which hold the columns at `params`) found nothing: the statement itself where it returns them
     /// (`returned`), else `probe` afterwards, with the rows' origins asked first where
     /// the destination tells them.
     fn run_check(
         &self,
         target: &Target,
         key: &[usize],
-        nparams: usize,
+        params: &[usize],
         returned: bool,
         probe: impl FnOnce() -> Probe,
     ) -> Check {
@@ -176,7 +179,7 @@ impl ApplySink {
             key_names,
             key_params,
             probe: probe(),
-            origins: self.origins_probe(target, key, nparams),
+            origins: self.origins_probe(target, key, params),
         }
     }
 
@@ -188,15 +191,15 @@ impl ApplySink {
     }
 
     /// Where the destination tells who last wrote a row: the query that finds the rows
-    /// of a run by key (the key's old values first among `nparams` parameters) another
-    /// origin wrote last.
-    fn origins_probe(&self, target: &Target, key: &[usize], nparams: usize) -> Option<String> {
+    /// of a run by key (the key's old values first among the parameters, which hold the
+    /// columns at `params`) another origin wrote last.
+    fn origins_probe(&self, target: &Target, key: &[usize], params: &[usize]) -> Option<String> {
         let own = self.opts.own_origin?;
         Some(sql::origin_differs(
             &target.table,
             target.only,
             &target.cols_at(key),
-            nparams,
+            &target.cols_at(params),
             &(1..=key.len()).collect::<Vec<_>>(),
             own,
         ))

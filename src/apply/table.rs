@@ -39,6 +39,10 @@ pub struct DestColumn {
     pub generated: bool,
     /// `GENERATED ALWAYS AS IDENTITY`: an UPDATE may not set it.
     pub identity_always: bool,
+    /// Its type is an array (`typcategory = 'A'`).
+    pub array: bool,
+    /// Its type has binary input and output functions (`typreceive`, `typsend`).
+    pub binary_io: bool,
 }
 
 /// A destination table.
@@ -142,8 +146,9 @@ pub async fn read(
                 "SELECT a.attname::text, a.atttypid::int8, pg_catalog.format_type(a.atttypid, a.atttypmod), \
                         CASE a.atttypid::int8 WHEN 1042 THEN 'pg_catalog.bpchar' WHEN 1014 THEN 'pg_catalog.bpchar[]' \
                              WHEN 1560 THEN 'pg_catalog.varbit' WHEN 1561 THEN 'pg_catalog.varbit[]' \
-                             ELSE pg_catalog.format_type(a.atttypid, NULL) END, {generated}, a.attidentity::text = 'a', a.atttypmod \
-                 FROM pg_catalog.pg_attribute a \
+                             ELSE pg_catalog.format_type(a.atttypid, NULL) END, {generated}, a.attidentity::text = 'a', a.atttypmod, \
+                        t.typcategory = 'A', t.typreceive <> 0 AND t.typsend <> 0 \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
                  WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
             ),
             &[&oid],
@@ -159,6 +164,8 @@ pub async fn read(
             generated: r.get(4),
             identity_always: r.get(5),
             typmod: r.get(6),
+            array: r.get(7),
+            binary_io: r.get(8),
         })
         .collect();
     // The table and, when partitioned, every partition: their indexes and triggers all

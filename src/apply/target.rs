@@ -18,6 +18,7 @@
 use tokio_postgres::Client;
 
 use super::table::{self, DestTable, Equality};
+use super::values::ValueFormat;
 use crate::error::{Error, Result};
 use crate::pg::SqlError;
 use crate::pg::ident;
@@ -31,6 +32,11 @@ pub struct Col {
     pub name: String,
     /// The type values are cast to: the destination's, without its modifier.
     pub cast: String,
+    /// The type of the parameters that carry its values: `text` for text values, the
+    /// destination's type without its modifier ([`Col::cast`]) for binary ones.
+    pub param: String,
+    /// The destination type's OID.
+    pub type_oid: u32,
     /// The source column's type with its modifier, for messages.
     pub source_type: String,
     /// The destination column's type with its modifier, for messages.
@@ -72,6 +78,8 @@ pub struct Target {
     /// Columns whose type has no equality: a row cannot be found by comparing every
     /// column (REPLICA IDENTITY FULL without a usable destination key).
     pub no_equality: Vec<String>,
+    /// The format its values arrive in.
+    pub format: ValueFormat,
 }
 
 impl Target {
@@ -175,6 +183,8 @@ pub struct ResolveOptions {
     pub add_columns: bool,
     /// `session_replication_role = replica` is in effect.
     pub replica_role: bool,
+    /// The format of the stream's values.
+    pub format: ValueFormat,
 }
 
 /// Builds the target of `rel` from the destination's catalog. `source_generated`: the
@@ -220,7 +230,16 @@ pub async fn resolve(
                 .ok_or_else(missing_table)?;
         }
     }
-    build(client, rel, types, source_generated, &dest, equality).await
+    build(
+        client,
+        rel,
+        types,
+        source_generated,
+        &dest,
+        opts.format,
+        equality,
+    )
+    .await
 }
 
 async fn build(
@@ -229,6 +248,7 @@ async fn build(
     types: &RelationCache,
     source_generated: &[String],
     dest: &DestTable,
+    format: ValueFormat,
     equality: &mut Equality,
 ) -> Result<Target> {
     let name = dest.display();
@@ -252,9 +272,23 @@ async fn build(
         if !equality.has(client, d.type_oid).await? {
             no_equality.push(c.name.clone());
         }
+        if format == ValueFormat::Binary
+            && !d.generated
+            && let Some(why) = super::values::binary_refusal(c.type_oid, d)
+        {
+            return Err(Error::BinaryRefused {
+                column: format!("\"{}\" of table {name}", c.name),
+                why,
+            });
+        }
         cols.push(Col {
             name: d.name.clone(),
             cast: d.base_type_sql.clone(),
+            param: match format {
+                ValueFormat::Text => "text".to_owned(),
+                ValueFormat::Binary => d.base_type_sql.clone(),
+            },
+            type_oid: d.type_oid,
             source_type: source_type_sql(client, c, types).await?,
             dest_type: d.type_sql.clone(),
             write: !d.generated,
@@ -289,6 +323,7 @@ async fn build(
         key,
         full_key,
         no_equality,
+        format,
     })
 }
 
@@ -300,6 +335,8 @@ mod tests {
         Col {
             name: name.into(),
             cast: dest.into(),
+            param: "text".into(),
+            type_oid: 0,
             source_type: source.into(),
             dest_type: dest.into(),
             write: true,
@@ -322,6 +359,7 @@ mod tests {
             order_sensitive: false,
             row_triggers: false,
             no_equality: vec![],
+            format: ValueFormat::Text,
         };
         assert_eq!(
             t.narrower_columns(),

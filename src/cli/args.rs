@@ -588,6 +588,18 @@ choice! {
 }
 
 choice! {
+    /// `sync --binary`.
+    BinaryArg => crate::sync::binary::BinaryMode {
+        /// Binary where every published column allows it, else text.
+        Auto,
+        /// Binary, or exit 2 naming the column that cannot.
+        On,
+        /// Text.
+        Off,
+    }
+}
+
+choice! {
     /// `--schema`.
     SchemaArg => crate::sync::schema::SchemaMode {
         /// Check that the destination's tables take the source's values.

@@ -44,6 +44,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         refresh_interval: Duration::from_secs(args.refresh_interval),
         failover: args.failover,
         two_phase: args.two_phase,
+        binary: args.binary.into(),
         origin: args.origin.map(Into::into),
         progress_bars: super::progress_bars(&out),
     };

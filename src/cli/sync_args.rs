@@ -78,11 +78,14 @@ pub struct SyncArgs {
     /// Two-phase transactions (PostgreSQL 15+): a transaction prepared on the source (PREPARE TRANSACTION) becomes a prepared transaction on the destination, under a GID of pgsub's own (pgsub_<source system id>_<xid>_<name>), and is committed or rolled back when the source does so, exactly once across restarts. The slot is created with two-phase decoding; an existing one without it decodes them from this start on (a transaction prepared before then arrives whole when it commits). The destination needs max_prepared_transactions above 0. Without it, a prepared transaction is applied when it commits.
     #[arg(long)]
     pub two_phase: bool,
+    /// Column values in their types' binary format (PostgreSQL 14+ sources), which the destination receives without parsing text: auto (binary when every published column is of the same built-in, non-array type on both sides, else text; a column that stops allowing it while streaming makes pgsub go on in text), on (binary, or exit 2 naming the column that cannot), off (text, for the initial copy too, which otherwise uses binary COPY per table where the types match).
+    #[arg(long, value_enum, default_value_t = BinaryArg::Auto)]
+    pub binary: BinaryArg,
     /// Apply a recording made by `pgsub record` instead of streaming from a source (store and forward: the recording can be carried where no machine reaches both servers). Progress is kept on the destination as for a live sync, so an interrupted replay resumes and a later recording of the same slot goes on from it; a recording of another source system or slot than the destination's progress names is refused. Without stored progress the destination's tables must hold the source's rows as of the recording's start. --name defaults to the recording's slot.
     #[arg(
         long,
         value_name = "RECORDING",
-        conflicts_with_all = ["source", "slot", "create_slot", "slot_wait", "copy_data", "no_copy_data", "copy_jobs", "truncate_before_copy", "failover", "two_phase", "origin", "publications", "streaming", "schema", "refresh_interval", "status_interval", "stats_interval", "metrics_addr"]
+        conflicts_with_all = ["source", "slot", "create_slot", "slot_wait", "copy_data", "no_copy_data", "copy_jobs", "truncate_before_copy", "failover", "two_phase", "binary", "origin", "publications", "streaming", "schema", "refresh_interval", "status_interval", "stats_interval", "metrics_addr"]
     )]
     pub input: Option<PathBuf>,
     /// Which changes to take by their origin (PostgreSQL 16+): none (only changes made on the source itself, not those it got through replication; for replications both ways between two servers) or any. pgsub's own writes on the destination carry an origin of their own where the role may set one.

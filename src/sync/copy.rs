@@ -56,6 +56,8 @@ pub struct CopyPlan {
     pub truncate_first: bool,
     /// Progress bars (stderr is a terminal) instead of log lines.
     pub bars: bool,
+    /// Text COPY for every table (`--binary off`).
+    pub text: bool,
 }
 
 /// What one table's copy moved.
@@ -166,12 +168,13 @@ async fn copy_one(
         .collect();
     // Binary COPY where each column is of the same built-in type on both sides (a value
     // of another type must go through the destination's input function, as text).
-    let binary = copied.iter().all(|c| {
-        c.type_oid < FIRST_NORMAL_OBJECT_ID
-            && dest_table
-                .column(&c.name)
-                .is_some_and(|d| d.type_oid == c.type_oid && d.type_sql == c.type_sql)
-    });
+    let binary = !plan.text
+        && copied.iter().all(|c| {
+            c.type_oid < FIRST_NORMAL_OBJECT_ID
+                && dest_table
+                    .column(&c.name)
+                    .is_some_and(|d| d.type_oid == c.type_oid && d.type_sql == c.type_sql)
+        });
     let format = if binary { " (FORMAT binary)" } else { "" };
     let cols = copied
         .iter()

@@ -7,6 +7,7 @@
 //! after a capped exponential backoff; everything in it is idempotent, and streaming
 //! resumes from the progress the destination recorded.
 
+pub mod binary;
 pub mod copy;
 pub mod once;
 pub mod preflight;
@@ -84,6 +85,8 @@ pub struct SyncOptions {
     pub failover: bool,
     /// Two-phase transactions are prepared on the destination (PostgreSQL 15+).
     pub two_phase: bool,
+    /// Column values in binary format (`--binary`).
+    pub binary: binary::BinaryMode,
     /// Which changes the source sends by their origin (`none`: only those that did not
     /// come through replication; PostgreSQL 16+).
     pub origin: Option<crate::pgoutput::options::OriginFilter>,
@@ -135,6 +138,16 @@ pub async fn run(
                 return Ok(());
             }
         };
+        if let Err(Error::BinaryRefused { column, why }) = &result
+            && opts.binary == binary::BinaryMode::Auto
+            && !carry.text_only
+        {
+            // Not a failure either: nothing of the transaction that met it was committed,
+            // and the next run streams text from the stored progress.
+            tracing::info!(%column, "column {column} cannot be applied in binary ({why}): starting again with values in text");
+            carry.text_only = true;
+            continue;
+        }
         if let Err(Error::PublicationChanged(relation)) = &result {
             // Not a failure: the next run copies the table, then streams on.
             tracing::info!(table = %relation, "a table joined the publications: starting again to copy it");

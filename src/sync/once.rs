@@ -119,6 +119,9 @@ pub struct Carry {
     /// Set once the run's stream has started (a shutdown before that stops the run at
     /// once, since all it did until then can be done again).
     pub streaming: Arc<std::sync::atomic::AtomicBool>,
+    /// A run met a column that cannot be applied in binary (`--binary auto`): the
+    /// stream carries text from then on.
+    pub text_only: bool,
 }
 
 /// Connects, checks, copies what is due and streams until the end of the run. The
@@ -144,7 +147,7 @@ pub async fn run(
     let stored = progress::read(&dest.client, &name).await?;
 
     let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
-    let (mut conn, options, identify) = (prepared.conn, prepared.options, prepared.identify);
+    let (mut conn, mut options, identify) = (prepared.conn, prepared.options, prepared.identify);
     preflight::check_stored(&stored, &identify.systemid, &opts.slot, &name)?;
     let tables = tables::published_tables(&mut conn, &opts.publications).await?;
     preflight::lossiness_report(
@@ -152,6 +155,24 @@ pub async fn run(
         tables::publishes_changes(&mut conn, &opts.publications).await?,
     );
     schema::prepare(&dest.client, &tables, opts.schema).await?;
+    // The stream's format: binary where every column the destination is written takes it,
+    // decided (and `--binary on` refused) before the slot or any copy is made. A column
+    // that changes later is met by the apply's own check of every Relation message.
+    let format = super::binary::choose(
+        opts.binary,
+        carry.text_only,
+        conn.server_version_num(),
+        &dest.client,
+        &tables,
+    )
+    .await?;
+    if format == crate::apply::values::ValueFormat::Binary {
+        options.binary = Some(true);
+    }
+    tracing::debug!(
+        format = format.name(),
+        "column values stream in this format"
+    );
 
     let mut existing = slots::find(&mut conn, &opts.slot).await?;
     if existing.as_ref().is_some_and(|s| s.active) {
@@ -285,6 +306,7 @@ pub async fn run(
                 jobs: opts.copy_jobs,
                 truncate_first: opts.truncate_before_copy,
                 bars: opts.progress_bars,
+                text: opts.binary == super::binary::BinaryMode::Off,
             },
         )
         .await?;
@@ -365,6 +387,7 @@ pub async fn run(
             dest_round_trip,
             source_generated,
             spool_dir: opts.spool_dir.clone(),
+            format,
         },
     );
     let mut started = start::Prepared {

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::apply::conflicts::OnConflict;
 use crate::apply::txn::CopySnapshot;
+use crate::apply::values::ValueFormat;
 use crate::apply::{ApplyOptions, ApplySink, GroupLimits, Subscription};
 use crate::conninfo::Conninfo;
 use crate::dest;
@@ -93,7 +94,7 @@ impl std::fmt::Display for ReplayEnd {
 }
 
 /// Checks that `header` can be applied under `stored`, the destination's progress for
-/// `name`: the same source system and slot, and values and transactions sync applies.
+/// `name`: the same source system and slot.
 pub fn check_recording(header: &Header, stored: Option<&Progress>, name: &str) -> Result<()> {
     if let Some(p) = stored {
         if p.source_system_id != header.system_id {
@@ -109,12 +110,18 @@ pub fn check_recording(header: &Header, stored: Option<&Progress>, name: &str) -
             )));
         }
     }
-    if header.options.contains("binary 'true'") {
-        return Err(Error::Config(
-            "the recording holds column values in binary format (recorded with --binary on), which sync does not apply: record again without --binary".into(),
-        ));
-    }
     Ok(())
+}
+
+/// The format of a recording's values: binary when it was recorded with `--binary on`.
+/// Each column is then checked against the destination as its Relation message arrives
+/// (a column that cannot be applied in binary stops the replay, exit 2, naming it).
+pub fn recording_format(header: &Header) -> ValueFormat {
+    if header.options.contains("binary 'true'") {
+        ValueFormat::Binary
+    } else {
+        ValueFormat::Text
+    }
 }
 
 /// A replay under a name with no stored progress starts a new subscription. Where the
@@ -252,6 +259,7 @@ pub async fn replay(
             dest_round_trip: setup.round_trip,
             source_generated: OidMap::default(),
             spool_dir: opts.spool_dir.clone(),
+            format: recording_format(&header),
         },
     );
     let target = match opts.until {
@@ -440,9 +448,16 @@ mod tests {
     }
 
     #[test]
-    fn binary_values_are_refused_up_front_and_two_phase_transactions_taken() {
-        assert!(check_recording(&header("binary 'true'"), None, "n").is_err());
+    fn binary_and_two_phase_recordings_are_taken_binary_ones_as_binary() {
+        check_recording(&header("binary 'true'"), None, "n").unwrap();
         check_recording(&header("two_phase 'true'"), None, "n").unwrap();
-        check_recording(&header("binary 'false'"), None, "n").unwrap();
+        assert_eq!(
+            recording_format(&header("binary 'true'")),
+            ValueFormat::Binary
+        );
+        assert_eq!(
+            recording_format(&header("binary 'false'")),
+            ValueFormat::Text
+        );
     }
 }

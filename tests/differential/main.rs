@@ -56,6 +56,9 @@ struct Outcome {
     replayed: bool,
     /// Two-phase transactions, prepared on both destinations.
     two_phase: bool,
+    /// pgsub streamed values in binary (and, the second, went on in text after meeting
+    /// a column that cannot).
+    binary: (bool, bool),
     seconds: f64,
 }
 
@@ -107,6 +110,13 @@ async fn workload(
 /// the store-and-forward seeds (a replay does not take two-phase recordings).
 fn two_phase_seed(seed: u64, version: u32) -> bool {
     version >= 150000 && seed % 4 == 2
+}
+
+/// Whether seed `seed` draws a schema whose columns all stream in binary (pgsub's default
+/// `--binary auto` then streams binary, the built-in subscription text): by its number,
+/// as for two-phase, and never a store-and-forward or two-phase seed.
+fn binary_seed(seed: u64, version: u32) -> bool {
+    version >= 140000 && seed % 4 == 1
 }
 
 /// The options of pgsub and of the native subscription for this seed.
@@ -273,7 +283,11 @@ fn run_seed(seed: u64) -> Outcome {
     let started = Instant::now();
     let (src, _) = oracle::clusters();
     let mut rng = Rng::new(seed);
-    let mut schema = Schema::random(&mut rng, src.version_num());
+    let mut schema = Schema::random(
+        &mut rng,
+        src.version_num(),
+        binary_seed(seed, src.version_num()),
+    );
     let mut twin = Twin::new(&format!("diff{seed}"));
     twin.source(&format!(
         "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
@@ -475,6 +489,13 @@ fn run_seed(seed: u64) -> Outcome {
         silent,
         replayed,
         two_phase,
+        binary: {
+            let runs = || earlier.iter().chain([&stopped, &last]);
+            (
+                runs().any(|r| r.stderr.contains("binary 'true'")),
+                runs().any(|r| r.stderr.contains("starting again with values in text")),
+            )
+        },
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -519,11 +540,12 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                             silent: None,
                             replayed: false,
                             two_phase: false,
+                            binary: (false, false),
                             seconds: 0.0,
                         }
                     });
                     eprintln!(
-                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}{}; {:.1} s",
+                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}{}{}; {:.1} s",
                         o.seed,
                         o.tables,
                         o.done.committed,
@@ -533,6 +555,11 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                         if o.pgsub.is_ok() { "equal" } else { "FAILED" },
                         if o.replayed { " (part by sync --input)" } else { "" },
                         if o.two_phase { " (two-phase)" } else { "" },
+                        match o.binary {
+                            (true, false) => " (binary)",
+                            (true, true) => " (binary, then text)",
+                            _ => "",
+                        },
                         o.seconds
                     );
                     outcomes.lock().expect("outcomes").push(o);

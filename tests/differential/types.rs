@@ -203,6 +203,15 @@ impl Ty {
         !matches!(self, Ty::Json)
     }
 
+    /// Whether values of the type can stream in binary (`sync --binary`): a built-in
+    /// scalar type (not an array, nor a user type).
+    pub fn binary_safe(&self) -> bool {
+        !matches!(
+            self,
+            Ty::IntArray | Ty::IntArray2 | Ty::TextArray | Ty::Enum | Ty::Domain | Ty::Composite
+        )
+    }
+
     /// A random value as an SQL literal.
     pub fn literal(&self, rng: &mut Rng) -> String {
         let lit = match self {
