@@ -177,6 +177,13 @@ pub fn dest_options() -> ClusterOptions {
     }
 }
 
+/// The destination's `server_version_num`, without starting it.
+pub fn dest_version_num() -> u32 {
+    dest_options()
+        .bin
+        .map_or_else(|| cluster::shared().version_num(), |b| b.version_num)
+}
+
 /// A source database on the shared cluster and a destination database of the same name.
 pub fn pair(prefix: &str) -> (&'static Cluster, &'static Cluster, String) {
     let s = cluster::shared();

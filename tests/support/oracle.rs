@@ -27,29 +27,36 @@ use super::{Run, current_wal, pgsub, run_args, sql, start, sync_args, wait};
 pub fn clusters() -> (&'static Cluster, &'static Cluster) {
     static SRC: OnceLock<Cluster> = OnceLock::new();
     static DST: OnceLock<Cluster> = OnceLock::new();
-    let start = |extra: &[&str]| {
+    // The destination runs `$PGSUB_DEST_PGBIN`'s binaries where set (the matrix).
+    let start = |base: ClusterOptions, extra: &[&str]| {
         Cluster::start(ClusterOptions {
             extra_conf: extra.iter().map(|s| (*s).to_owned()).collect(),
-            ..ClusterOptions::default()
+            ..base
         })
         .expect("a cluster for the oracle tests")
     };
     let s = SRC.get_or_init(|| {
-        start(&[
-            "max_replication_slots = 80",
-            "max_wal_senders = 80",
-            "max_connections = 200",
-        ])
+        start(
+            ClusterOptions::default(),
+            &[
+                "max_replication_slots = 80",
+                "max_wal_senders = 80",
+                "max_connections = 200",
+            ],
+        )
     });
     let d = DST.get_or_init(|| {
-        start(&[
-            "max_logical_replication_workers = 24",
-            "max_worker_processes = 40",
-            "max_sync_workers_per_subscription = 4",
-            "wal_retrieve_retry_interval = '200ms'",
-            "max_connections = 200",
-            "max_replication_slots = 40",
-        ])
+        start(
+            super::dest_options(),
+            &[
+                "max_logical_replication_workers = 24",
+                "max_worker_processes = 40",
+                "max_sync_workers_per_subscription = 4",
+                "wal_retrieve_retry_interval = '200ms'",
+                "max_connections = 200",
+                "max_replication_slots = 40",
+            ],
+        )
     });
     (s, d)
 }
@@ -276,6 +283,9 @@ impl Twin {
 
     /// The native subscription's worker errors so far (apply and table sync).
     fn native_error_count(&self) -> i64 {
+        if self.dst.version_num() < 150000 {
+            return 0; // no pg_stat_subscription_stats before 15: the wait's limit tells
+        }
         sql(
             self.dst,
             &self.native_db,
