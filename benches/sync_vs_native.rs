@@ -12,7 +12,9 @@
 //! `PGSUB_BENCH_COPY_ROWS` rows each (default 250 000) copied by a native subscription
 //! (default `max_sync_workers_per_subscription = 2`) until every table is ready, and by
 //! `pgsub sync` (default `--copy-jobs 4`) until it exits. Destination tables are identical
-//! and empty before each run; both sides are checked equal afterwards. **Clone**, where
+//! and empty before each run; both sides are checked equal afterwards. **Large table**: one
+//! such table of `PGSUB_BENCH_LARGE_ROWS` rows (default 2 000 000), copied the same way
+//! (pgsub cuts it into chunks of `--copy-chunk-mb`, default 64 MiB, on 14+). **Clone**, where
 //! `pgcopydb` is installed (on PATH, or `PGSUB_BENCH_PGCOPYDB`): the same four tables, with a
 //! secondary index each, cloned into empty databases — tables, data and indexes — by
 //! `pgcopydb clone --table-jobs 4 --index-jobs 4` and by `pgsub sync --schema create
@@ -79,6 +81,7 @@ fn main() {
     }
     let rows = env_u64("PGSUB_BENCH_ROWS", 200_000);
     let copy_rows = env_u64("PGSUB_BENCH_COPY_ROWS", 250_000);
+    let large_rows = env_u64("PGSUB_BENCH_LARGE_ROWS", 2_000_000);
     let s = Cluster::start(ClusterOptions::default()).expect("source cluster");
     let d = Cluster::start(ClusterOptions::default()).expect("destination cluster");
     eprintln!("PostgreSQL {}", s.bin().version);
@@ -156,67 +159,10 @@ fn main() {
     // ---------------- initial copy ----------------
     let cdb = s.create_database("bench_copy").unwrap();
     let tables = ["c1", "c2", "c3", "c4"];
-    for t in tables {
-        psql(
-            &s,
-            &cdb,
-            &format!(
-                "CREATE TABLE {t} {TABLE}; INSERT INTO {t} SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text) || repeat('x', 16) \
-                 FROM generate_series(1, {copy_rows}) g"
-            ),
-        );
-    }
-    psql(&s, &cdb, "CREATE PUBLICATION pc FOR ALL TABLES; CHECKPOINT");
-    for dest_db in ["native_copy", "pgsub_copy"] {
-        psql(&d, "postgres", &format!("CREATE DATABASE {dest_db}"));
-        for t in tables {
-            psql(&d, dest_db, &format!("CREATE TABLE {t} {TABLE}"));
-        }
-    }
-    let t0 = Instant::now();
-    psql(
-        &d,
-        "native_copy",
-        &format!(
-            "CREATE SUBSCRIPTION native_copy CONNECTION '{}' PUBLICATION pc WITH (slot_name = 'native_copy')",
-            s.conninfo(&cdb)
-        ),
-    );
-    wait_until("the native table sync", || {
-        psql(
-            &d,
-            "native_copy",
-            "SELECT count(*) FILTER (WHERE srsubstate <> 'r') FROM pg_subscription_rel",
-        ) == "0"
-            && psql(
-                &d,
-                "native_copy",
-                "SELECT count(*) FROM pg_subscription_rel",
-            ) == tables.len().to_string()
-    });
-    let native_copy = t0.elapsed().as_secs_f64();
-    psql(&d, "native_copy", "ALTER SUBSCRIPTION native_copy DISABLE");
-    let pgsub_copy = pgsub(&[
-        "sync",
-        "--source",
-        &s.conninfo(&cdb),
-        "--dest",
-        &d.conninfo("pgsub_copy"),
-        "--publication",
-        "pc",
-        "--slot",
-        "pgsub_copy",
-        "--create-slot",
-        "--until",
-        "caught-up",
-        "--stats-interval",
-        "0",
-    ]);
-    for t in tables {
-        let want = checksum(&s, &cdb, t);
-        assert_eq!(checksum(&d, "native_copy", t), want, "native copy of {t}");
-        assert_eq!(checksum(&d, "pgsub_copy", t), want, "pgsub copy of {t}");
-    }
+    let (native_copy, pgsub_copy) = copy_vs_native(&s, &d, &cdb, &tables, copy_rows, "copy");
+    // One large table: pgsub copies it in chunks (--copy-chunk-mb, 14+).
+    let ldb = s.create_database("bench_large").unwrap();
+    let (native_large, pgsub_large) = copy_vs_native(&s, &d, &ldb, &["large"], large_rows, "large");
     let copied = copy_rows * tables.len() as u64;
     let clone = clone_vs_pgcopydb(&s, &d, &cdb, &tables);
 
@@ -234,6 +180,12 @@ fn main() {
         copied as f64 / native_copy,
         copied as f64 / pgsub_copy,
         native_copy / pgsub_copy
+    );
+    println!(
+        "| initial copy, 1 table × {large_rows} rows | {native_large:.2} s, {:.0} rows/s | {pgsub_large:.2} s, {:.0} rows/s | {:.2}× |",
+        large_rows as f64 / native_large,
+        large_rows as f64 / pgsub_large,
+        native_large / pgsub_large
     );
     match clone {
         Some((pgcopydb, pgsub_clone)) => {
@@ -254,6 +206,89 @@ fn main() {
             "\n(pgcopydb not found: install it (Debian: apt-get install pgcopydb) or set PGSUB_BENCH_PGCOPYDB for the clone comparison)"
         ),
     }
+}
+
+/// `tables` of `rows` rows each made in the source database `cdb`, then copied by a native
+/// subscription (until every table is ready) and by `pgsub sync --until caught-up` (start
+/// to exit) into empty tables of databases `native_<label>` and `pgsub_<label>`, checked
+/// equal: (native, pgsub) seconds.
+fn copy_vs_native(
+    s: &Cluster,
+    d: &Cluster,
+    cdb: &str,
+    tables: &[&str],
+    rows: u64,
+    label: &str,
+) -> (f64, f64) {
+    for t in tables {
+        psql(
+            s,
+            cdb,
+            &format!(
+                "CREATE TABLE {t} {TABLE}; INSERT INTO {t} SELECT g, g % 1000, md5(g::text) || md5((g + 1)::text) || repeat('x', 16) \
+                 FROM generate_series(1, {rows}) g"
+            ),
+        );
+    }
+    let publication = format!("p_{label}");
+    psql(
+        s,
+        cdb,
+        &format!("CREATE PUBLICATION {publication} FOR ALL TABLES; CHECKPOINT"),
+    );
+    let (native_db, pgsub_db) = (format!("native_{label}"), format!("pgsub_{label}"));
+    for dest_db in [&native_db, &pgsub_db] {
+        psql(d, "postgres", &format!("CREATE DATABASE {dest_db}"));
+        for t in tables {
+            psql(d, dest_db, &format!("CREATE TABLE {t} {TABLE}"));
+        }
+    }
+    let t0 = Instant::now();
+    psql(
+        d,
+        &native_db,
+        &format!(
+            "CREATE SUBSCRIPTION {native_db} CONNECTION '{}' PUBLICATION {publication} WITH (slot_name = '{native_db}')",
+            s.conninfo(cdb)
+        ),
+    );
+    wait_until("the native table sync", || {
+        psql(
+            d,
+            &native_db,
+            "SELECT count(*) FILTER (WHERE srsubstate <> 'r') FROM pg_subscription_rel",
+        ) == "0"
+            && psql(d, &native_db, "SELECT count(*) FROM pg_subscription_rel")
+                == tables.len().to_string()
+    });
+    let native = t0.elapsed().as_secs_f64();
+    psql(
+        d,
+        &native_db,
+        &format!("ALTER SUBSCRIPTION {native_db} DISABLE"),
+    );
+    let pgsub = pgsub(&[
+        "sync",
+        "--source",
+        &s.conninfo(cdb),
+        "--dest",
+        &d.conninfo(&pgsub_db),
+        "--publication",
+        &publication,
+        "--slot",
+        &pgsub_db,
+        "--create-slot",
+        "--until",
+        "caught-up",
+        "--stats-interval",
+        "0",
+    ]);
+    for t in tables {
+        let want = checksum(s, cdb, t);
+        assert_eq!(checksum(d, &native_db, t), want, "native copy of {t}");
+        assert_eq!(checksum(d, &pgsub_db, t), want, "pgsub copy of {t}");
+    }
+    (native, pgsub)
 }
 
 /// The tables of `db` cloned into empty databases by `pgcopydb clone` and by `pgsub sync
@@ -311,7 +346,7 @@ fn clone_vs_pgcopydb(s: &Cluster, d: &Cluster, db: &str, tables: &[&str]) -> Opt
         "--dest",
         &d.conninfo("pgsub_clone"),
         "--publication",
-        "pc",
+        "p_copy",
         "--slot",
         "pgsub_clone",
         "--create-slot",

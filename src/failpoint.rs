@@ -17,6 +17,9 @@ pub const AFTER_DEST_PREPARE: &str = "apply.after-dest-prepare";
 pub const AFTER_DEST_COMMIT_PREPARED: &str = "apply.after-dest-commit-prepared";
 /// In the middle of a table's initial copy, after some data was sent.
 pub const MID_TABLE_COPY: &str = "copy.mid-table";
+/// After one chunk of a table copied in chunks committed on the destination, before the
+/// table is ready.
+pub const AFTER_COPY_CHUNK: &str = "copy.after-chunk";
 /// In the middle of a source transaction's changes being applied.
 pub const MID_TRANSACTION: &str = "apply.mid-transaction";
 

@@ -435,16 +435,18 @@ fn a_version_1_destination_is_upgraded_in_place_and_a_newer_one_is_refused() {
             d,
             &db,
             "SELECT schema_version, to_regclass('pgsub.conflicts') IS NOT NULL, \
-                    to_regclass('pgsub.prepared') IS NOT NULL FROM pgsub.meta"
+                    to_regclass('pgsub.prepared') IS NOT NULL, \
+                    pg_get_constraintdef((SELECT oid FROM pg_constraint WHERE conname = 'tables_state_check')) LIKE '%partial%' \
+             FROM pgsub.meta"
         ),
-        ["3|t|t"]
+        ["4|t|t|t"]
     );
     // A schema written by a newer pgsub is never misread: exit 2, nothing applied.
-    sql(d, &db, "UPDATE pgsub.meta SET schema_version = 4");
+    sql(d, &db, "UPDATE pgsub.meta SET schema_version = 5");
     sql(s, &db, "INSERT INTO t VALUES (4)");
     let out = sync(s, d, &db, "p", &[]).expect_code(2);
     assert!(
-        out.stderr.contains("version 4, newer than this pgsub"),
+        out.stderr.contains("version 5, newer than this pgsub"),
         "{}",
         out.stderr
     );

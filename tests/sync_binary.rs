@@ -175,7 +175,10 @@ fn a_backlog_from_before_a_type_change_makes_auto_go_on_in_text_and_on_stop_nami
     // decode of the same sequence by hand on 16 did name the enum; not understood yet),
     // and then there is nothing to refuse: the values are applied.
     let refused = on.code == 2;
-    eprintln!("the backlog was {}", if refused { "refused" } else { "applied" });
+    eprintln!(
+        "the backlog was {}",
+        if refused { "refused" } else { "applied" }
+    );
     if refused {
         assert!(
             on.stderr.contains("column \"m\" of table public.e"),

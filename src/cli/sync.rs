@@ -45,6 +45,7 @@ pub(crate) async fn run(cli: &Cli, args: &SyncArgs) -> Result<()> {
         failover: args.failover,
         two_phase: args.two_phase,
         binary: args.binary.into(),
+        copy_chunk_mb: args.copy_chunk_mb,
         origin: args.origin.map(Into::into),
         progress_bars: super::progress_bars(&out),
     };

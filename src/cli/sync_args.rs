@@ -42,9 +42,12 @@ pub struct SyncArgs {
     /// Do not copy the tables' current contents.
     #[arg(long)]
     pub no_copy_data: bool,
-    /// Tables copied at once.
+    /// Tables (or chunks of a large table) copied at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub copy_jobs: usize,
+    /// A table larger than this (in MiB) is copied in chunks of about this size, several at once within --copy-jobs, all under the one snapshot of the copy (PostgreSQL 14+ sources, by ranges of the table's blocks; not a partitioned table published through its root). A run killed between chunks copies that table again whole. 0: every table in one piece.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub copy_chunk_mb: u64,
     /// Empty destination tables before copying into them (in the copy's transaction).
     #[arg(long)]
     pub truncate_before_copy: bool,
@@ -85,7 +88,7 @@ pub struct SyncArgs {
     #[arg(
         long,
         value_name = "RECORDING",
-        conflicts_with_all = ["source", "slot", "create_slot", "slot_wait", "copy_data", "no_copy_data", "copy_jobs", "truncate_before_copy", "failover", "two_phase", "binary", "origin", "publications", "streaming", "schema", "refresh_interval", "status_interval", "stats_interval", "metrics_addr"]
+        conflicts_with_all = ["source", "slot", "create_slot", "slot_wait", "copy_data", "no_copy_data", "copy_jobs", "copy_chunk_mb", "truncate_before_copy", "failover", "two_phase", "binary", "origin", "publications", "streaming", "schema", "refresh_interval", "status_interval", "stats_interval", "metrics_addr"]
     )]
     pub input: Option<PathBuf>,
     /// Which changes to take by their origin (PostgreSQL 16+): none (only changes made on the source itself, not those it got through replication; for replications both ways between two servers) or any. pgsub's own writes on the destination carry an origin of their own where the role may set one.

@@ -111,12 +111,20 @@ async fn list_from_catalog(client: &Client) -> Result<Option<Vec<NativeSubscript
         what,
     )
     .await?;
+    // PostgreSQL 12 grants every column but oid (and subconninfo) to everyone.
+    let oid = yes(
+        client,
+        "SELECT pg_catalog.has_column_privilege('pg_catalog.pg_subscription', 'oid', 'SELECT')",
+        what,
+    )
+    .await?;
     let sql = format!(
-        "SELECT s.subname, s.oid, s.subenabled, s.subslotname, s.subpublications::text, {}, \
+        "SELECT s.subname, {}, s.subenabled, s.subslotname, s.subpublications::text, {}, \
                 pg_catalog.pg_get_userbyid(s.subowner), pg_catalog.pg_has_role(s.subowner, 'USAGE') \
          FROM pg_catalog.pg_subscription s \
          WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
          ORDER BY s.subname",
+        if oid { "s.oid" } else { "NULL" },
         if conninfo { "s.subconninfo" } else { "NULL" }
     );
     let rows = text_rows(client, &sql, what).await?;

@@ -5,7 +5,8 @@
 //! pgsub.meta       schema_version                                       (one row; v2+)
 //! pgsub.progress   name (PK) · source_system_id · slot · publications[] · applied_lsn
 //!                  · commit_ts · updated_at
-//! pgsub.tables     name · relation · state (copying | ready) · snapshot_lsn · snapshot (v3+)
+//! pgsub.tables     name · relation · state (copying | partial (v4+) | ready) · snapshot_lsn
+//!                  · snapshot (v3+)
 //!                  · rows · bytes · started_at · finished_at   PK (name, relation)
 //! pgsub.conflicts  name · relation · kind · count · last_key · last_at   (v2+)
 //!                                                        PK (name, relation, kind)
@@ -15,7 +16,9 @@
 //! Versions: 1 is `progress` and `tables` as the first pgsub made them (no `meta`); 2 adds
 //! `meta` and `conflicts`; 3 adds `tables.snapshot` (the copy snapshot's transactions,
 //! `pg_current_snapshot()`) and `prepared` (the mark a two-phase transaction leaves,
-//! written inside it: see [`prepared`]). [`setup`] brings any earlier version to [`VERSION`] under an
+//! written inside it: see [`prepared`]); 4 adds the `partial` state of `tables` (a table
+//! copied in chunks, some of which committed: its rows on the destination are pgsub's own
+//! and are emptied before it is copied again). [`setup`] brings any earlier version to [`VERSION`] under an
 //! advisory lock and refuses a newer one, so an old destination is upgraded and a newer
 //! one is never misread. No connection string, and so no password, is ever stored here.
 
@@ -30,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::pg::SqlError;
 
 /// The schema version this pgsub writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// Version 1: what the first pgsub made.
 const V1: &str = "
@@ -82,6 +85,13 @@ CREATE TABLE IF NOT EXISTS pgsub.prepared (
     prepared_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, gid)
 );
+";
+
+/// Version 3 → 4: the `partial` state of a table copied in chunks.
+const V4: &str = "
+ALTER TABLE pgsub.tables DROP CONSTRAINT IF EXISTS tables_state_check;
+ALTER TABLE pgsub.tables ADD CONSTRAINT tables_state_check
+    CHECK (state IN ('copying', 'partial', 'ready'));
 ";
 
 fn err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
@@ -150,6 +160,9 @@ pub fn upgrade_steps(found: i32) -> Result<Vec<&'static str>> {
     }
     if found < 3 {
         steps.push(V3);
+    }
+    if found < 4 {
+        steps.push(V4);
     }
     Ok(steps)
 }
@@ -315,9 +328,10 @@ mod tests {
         assert_eq!(found_version(true, true, None), 1);
         assert_eq!(found_version(true, false, None), 0);
         assert_eq!(found_version(true, true, Some(2)), 2);
-        assert_eq!(upgrade_steps(0).unwrap(), vec![V1, V2, V3]);
-        assert_eq!(upgrade_steps(1).unwrap(), vec![V2, V3]);
-        assert_eq!(upgrade_steps(2).unwrap(), vec![V3]);
+        assert_eq!(upgrade_steps(0).unwrap(), vec![V1, V2, V3, V4]);
+        assert_eq!(upgrade_steps(1).unwrap(), vec![V2, V3, V4]);
+        assert_eq!(upgrade_steps(2).unwrap(), vec![V3, V4]);
+        assert_eq!(upgrade_steps(3).unwrap(), vec![V4]);
         assert!(upgrade_steps(VERSION).unwrap().is_empty());
         let newer = upgrade_steps(VERSION + 1).unwrap_err();
         assert_eq!(newer.kind(), crate::error::ErrorKind::Config);

@@ -25,6 +25,9 @@ fn err(context: String) -> impl FnOnce(tokio_postgres::Error) -> Error {
 pub struct CopyState {
     /// The copy committed.
     pub ready: bool,
+    /// Copied in chunks, some of which committed: the destination's rows of the table are
+    /// pgsub's own partial copy, emptied before the table is copied again.
+    pub partial: bool,
     /// The position of the snapshot it was copied under.
     pub snapshot_lsn: Option<Lsn>,
     /// That snapshot's transactions, where recorded.
@@ -166,12 +169,13 @@ impl CopyState {
     /// `ready`, or a snapshot position that is not one, is refused: read as "ready without
     /// a snapshot" it would apply every change of the table again, over its copy.
     pub fn decode(state: &str, snapshot_lsn: Option<&str>) -> std::result::Result<Self, String> {
-        let ready = match state {
-            "ready" => true,
-            "copying" => false,
+        let (ready, partial) = match state {
+            "ready" => (true, false),
+            "copying" => (false, false),
+            "partial" => (false, true),
             other => {
                 return Err(format!(
-                    "state {other:?} is neither copying nor ready (written by a newer pgsub, or by hand)"
+                    "state {other:?} is none of copying, partial, ready (written by a newer pgsub, or by hand)"
                 ));
             }
         };
@@ -183,10 +187,28 @@ impl CopyState {
             .transpose()?;
         Ok(CopyState {
             ready,
+            partial,
             snapshot_lsn,
             snapshot: None,
         })
     }
+}
+
+/// Marks `relation` as copied in part: committed before the first chunk of a copy in
+/// chunks is, so that a run killed between chunks empties the table before copying it
+/// again.
+pub async fn mark_partial(client: &Client, name: &str, relation: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE pgsub.tables SET state = 'partial', started_at = now() \
+             WHERE name = $1 AND relation = $2 AND state <> 'ready'",
+            &[&name, &relation],
+        )
+        .await
+        .map_err(err(format!(
+            "recording the copy of {relation} in chunks in pgsub.tables"
+        )))?;
+    Ok(())
 }
 
 /// Marks `relation` copied under `snapshot_lsn` (whose transactions were `snapshot`), in

@@ -85,6 +85,8 @@ pub struct SyncOptions {
     pub failover: bool,
     /// Two-phase transactions are prepared on the destination (PostgreSQL 15+).
     pub two_phase: bool,
+    /// Tables larger than this many MiB are copied in chunks (`--copy-chunk-mb`; 0: never).
+    pub copy_chunk_mb: u64,
     /// Column values in binary format (`--binary`).
     pub binary: binary::BinaryMode,
     /// Which changes the source sends by their origin (`none`: only those that did not

@@ -307,6 +307,12 @@ pub async fn run(
                 truncate_first: opts.truncate_before_copy,
                 bars: opts.progress_bars,
                 text: opts.binary == super::binary::BinaryMode::Off,
+                chunk_bytes: opts.copy_chunk_mb << 20,
+                partial: states
+                    .iter()
+                    .filter(|(_, s)| s.partial)
+                    .map(|(r, _)| r.clone())
+                    .collect(),
             },
         )
         .await?;
@@ -333,6 +339,7 @@ pub async fn run(
             ready: true,
             snapshot_lsn: Some(lsn),
             snapshot,
+            ..
         }) = states.get(&t.qualified_name())
         {
             snapshots.insert(

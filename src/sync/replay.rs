@@ -354,6 +354,7 @@ async fn feed<R: std::io::BufRead>(
                 ready: true,
                 snapshot_lsn: Some(lsn),
                 snapshot,
+                ..
             }) = states.get(&r.qualified_name())
         {
             // The copy's per-table rule, by the relid this recording gives the table.

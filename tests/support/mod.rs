@@ -359,7 +359,7 @@ pub fn native_caught_up(d: &Cluster, db: &str, target: Lsn) -> bool {
     let at: Lsn = sql(
         d,
         db,
-        "SELECT coalesce(min(latest_end_lsn)::text, '0/0') FROM pg_stat_subscription WHERE relid IS NULL",
+        "SELECT coalesce((SELECT latest_end_lsn::text FROM pg_stat_subscription WHERE relid IS NULL ORDER BY latest_end_lsn NULLS FIRST LIMIT 1), '0/0')",
     )
     .parse()
     .expect("an LSN");
