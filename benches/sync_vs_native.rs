@@ -14,7 +14,8 @@
 //! `pgsub sync` (default `--copy-jobs 4`) until it exits. Destination tables are identical
 //! and empty before each run; both sides are checked equal afterwards. **Large table**: one
 //! such table of `PGSUB_BENCH_LARGE_ROWS` rows (default 2 000 000), copied the same way
-//! (pgsub cuts it into chunks of `--copy-chunk-mb`, default 64 MiB, on 14+). **Clone**, where
+//! (pgsub cuts it into chunks of `--copy-chunk-mb`, `PGSUB_BENCH_CHUNK_MB`, default 64 MiB,
+//! on 14+; 0 copies it in one piece). **Clone**, where
 //! `pgcopydb` is installed (on PATH, or `PGSUB_BENCH_PGCOPYDB`): the same four tables, with a
 //! secondary index each, cloned into empty databases — tables, data and indexes — by
 //! `pgcopydb clone --table-jobs 4 --index-jobs 4` and by `pgsub sync --schema create
@@ -282,6 +283,8 @@ fn copy_vs_native(
         "caught-up",
         "--stats-interval",
         "0",
+        "--copy-chunk-mb",
+        &env_u64("PGSUB_BENCH_CHUNK_MB", 64).to_string(),
     ]);
     for t in tables {
         let want = checksum(s, cdb, t);
