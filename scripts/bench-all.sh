@@ -13,8 +13,8 @@
 #
 # Needs the PostgreSQL server binaries (PGSUB_PGBIN, PATH or pg_config, as the tests) and
 # pg_recvlogical beside them; pgcopydb for the clone row of sync_vs_native (installed here with
-# apt-get when missing and running as root; without it the row says so). Not there yet: the
-# copy of one large table (issue 10, point 1).
+# apt-get when missing and running as root; without it the row says so). sync_vs_native also
+# copies one large table (PGSUB_BENCH_LARGE_ROWS, in chunks of PGSUB_BENCH_CHUNK_MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
