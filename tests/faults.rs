@@ -477,3 +477,73 @@ fn a_destination_out_of_disk_space_stops_pgsub_with_what_to_do_and_nothing_ackno
     assert!(sql(d, &db, rows).starts_with("8100:"));
     sql(d, &db, &format!("DROP TABLE t; DROP TABLESPACE {space}"));
 }
+
+#[test]
+fn a_signal_met_by_a_source_connection_lost_mid_apply_stops_cleanly_and_the_next_run_resumes() {
+    // Seen in the soak: SIGTERM arrives while pgsub is busy applying (here: waiting for a
+    // destination lock), and the source connection is lost before it gets back to the
+    // stream. Stopping was asked for and nothing applied is lost (progress is on the
+    // destination), so that is a clean stop, not exit 1 — and the next run catches up.
+    let (s, d, db) = pair("faults_sigcut");
+    sql(
+        s,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10); \
+         CREATE PUBLICATION p FOR TABLE t",
+    );
+    sql(d, &db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let proxy = FaultProxy::start(s.port(), Faults::default(), 7);
+    let args = |source: &str, extra: &[&str]| sync_args(source, &d.conninfo(&db), "p", &db, extra);
+    let child = start(pgsub().args(args(
+        &proxy.through(&s.conninfo(&db)),
+        &["--create-slot", "--status-interval", "1"],
+    )));
+    eventually("the copy is in", Duration::from_secs(60), || {
+        d.psql(&db, "SELECT count(*) FROM t")
+            .is_ok_and(|n| n == "10")
+    });
+    // A destination session holds the table while pgsub applies a change to it.
+    let locker = {
+        let conninfo = d.conninfo(&db);
+        let psql = d.bin().psql();
+        std::thread::spawn(move || {
+            let _ = std::process::Command::new(psql)
+                .args([
+                    conninfo.as_str(),
+                    "-Xqc",
+                    "BEGIN; LOCK TABLE t IN EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;",
+                ])
+                .output();
+        })
+    };
+    eventually("the lock is held", Duration::from_secs(10), || {
+        d.psql(
+            &db,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 't' AND l.mode = 'ExclusiveLock' AND l.granted",
+        )
+        .is_ok_and(|n| n == "1")
+    });
+    sql(s, &db, "INSERT INTO t VALUES (11)");
+    eventually("pgsub waits for the lock", Duration::from_secs(30), || {
+        d.psql(
+            &db,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 't' AND NOT l.granted",
+        )
+        .is_ok_and(|n| n == "1")
+    });
+    terminate(&child);
+    std::thread::sleep(Duration::from_millis(200));
+    proxy.cut_now(true);
+    let out = wait(child, RUN_LIMIT);
+    locker.join().unwrap();
+    let out = out.expect_code(0);
+    assert!(
+        out.stderr.contains("stopping as asked"),
+        "the stop does not say what it met:\n{}",
+        out.stderr
+    );
+    run_args(&args(&s.conninfo(&db), &["--until", "caught-up"])).expect_code(0);
+    assert_eq!(sql(d, &db, "SELECT count(*) FROM t"), "11");
+}

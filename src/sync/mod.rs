@@ -206,8 +206,18 @@ pub async fn run(
                 } else {
                     reached = true;
                 }
-                if !e.is_retryable_once_started() || *shutdown.borrow() {
+                if !e.is_retryable_once_started() {
                     return Err(e);
+                }
+                if *shutdown.borrow() {
+                    // Told to stop, and the run met a transient failure on the way out (a
+                    // connection lost while it finished what it was applying): what was
+                    // committed is on the destination with its progress, what was not is
+                    // sent again, so the stop asked for is what happened.
+                    tracing::warn!(
+                        "stopping as asked: {e}\n(met while stopping; progress is kept on the destination, so the next start resumes and nothing is lost or applied twice)"
+                    );
+                    return Ok(());
                 }
                 tracing::warn!(
                     "{e}\n(transient: retrying in {:.2} s; progress is kept on the destination, so nothing is lost or applied twice)",
