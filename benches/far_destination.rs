@@ -12,6 +12,7 @@
 //! time; pgsub is timed from process start to exit (`--until` the end of the backlog), the
 //! subscriptions from ENABLE until their slot confirms the end. Every destination is checked
 //! equal to the source. The target: pgsub far away keeps at least 80% of its rate near.
+//! `PGSUB_BENCH_LOG_DIR=DIR` keeps each pgsub run's debug log there (where the time goes).
 //!
 //! Run: `cargo bench --bench far_destination` (figures in docs/benchmarks.md).
 
@@ -97,7 +98,11 @@ fn main() {
         ("pgsub_far", to_dest.through(&d.conninfo("pgsub_far"))),
     ] {
         let t0 = Instant::now();
-        let out = pgsub()
+        let mut cmd = pgsub();
+        if std::env::var_os("PGSUB_BENCH_LOG_DIR").is_some() {
+            cmd.env("PGSUB_LOG", "pgsub=debug");
+        }
+        let out = cmd
             .args([
                 "sync",
                 "--source",
@@ -122,6 +127,10 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         seconds.insert(c, t0.elapsed().as_secs_f64());
+        if let Ok(dir) = std::env::var("PGSUB_BENCH_LOG_DIR") {
+            let path = std::path::Path::new(&dir).join(format!("{c}.log"));
+            std::fs::write(&path, &out.stderr).expect("write the log");
+        }
         // What pgsub did: transactions, groups, statements.
         for line in String::from_utf8_lossy(&out.stderr)
             .lines()

@@ -3,8 +3,9 @@
 //! once the destination's WAL is flushed past that commit.
 //!
 //! ```text
-//!  commit   UPSERT pgsub.progress(applied_lsn = end) ; + pgsub.conflicts ; COMMIT
-//!           (synchronous_commit = off) ─► note pg_current_wal_insert_lsn() as the
+//!  commit   + pgsub.conflicts (when there are new counts) ;
+//!           UPSERT pgsub.progress(applied_lsn = end) ; COMMIT ; pg_current_wal_insert_lsn()
+//!           in one simple query (synchronous_commit = off) ─► that position is the
 //!           commit's destination position
 //!  check    pg_current_wal_flush_lsn() ≥ that position ⇒ end is durable
 //! ```
@@ -109,39 +110,35 @@ impl Durability {
         conflicts: &mut Conflicts,
         how: GroupCommit,
     ) -> Result<()> {
-        let end_text = end.to_string();
-        client
-            .execute(
-                state::progress::UPSERT_SQL,
-                &[
-                    &self.sub.name,
-                    &self.sub.system_id,
-                    &self.sub.slot,
-                    &self.sub.publications,
-                    &end_text,
-                    &commit_ts,
-                ],
-            )
-            .await
-            .map_err(sql_err("recording progress in pgsub.progress"))?;
         let unsaved = conflicts.take_unsaved();
         if let Err(e) = state::conflicts::add(client, &self.sub.name, &unsaved).await {
             conflicts.unsave(unsaved);
             return Err(e);
         }
-        let commit = match how {
-            GroupCommit::Asynchronous => {
-                "COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
-            }
-            GroupCommit::Synchronous => {
-                "SET LOCAL synchronous_commit = on; COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
-            }
+        // The progress row, the COMMIT and the reading of its position in one simple
+        // query: one round trip (a far destination pays it per group).
+        let upsert = state::progress::upsert_literal(
+            &self.sub.name,
+            &self.sub.system_id,
+            &self.sub.slot,
+            &self.sub.publications,
+            end,
+            commit_ts,
+        );
+        let synchronous = match how {
+            GroupCommit::Asynchronous => "",
+            GroupCommit::Synchronous => "SET LOCAL synchronous_commit = on; ",
         };
-        let rows = match client.simple_query(commit).await {
+        let commit = format!(
+            "{upsert}; {synchronous}COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
+        );
+        let rows = match client.simple_query(&commit).await {
             Ok(rows) => rows,
             Err(e) => {
                 conflicts.unsave(unsaved);
-                return Err(sql_err("committing on the destination")(e));
+                return Err(sql_err(
+                    "recording progress in pgsub.progress and committing on the destination",
+                )(e));
             }
         };
         let dest_lsn = rows

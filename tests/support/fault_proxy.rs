@@ -33,7 +33,8 @@ pub struct Faults {
     pub stall: Option<(Range<u64>, Duration)>,
     /// One-way latency, each way: every chunk is forwarded this long after it was read,
     /// however many are in flight (a long, fast link: no bandwidth limit). A delayed
-    /// connection is not cut or stalled.
+    /// connection is not cut or stalled, and is relayed by threads of its own, which
+    /// outlive the proxy until either side closes.
     pub delay: Duration,
 }
 
@@ -215,12 +216,17 @@ async fn relay(
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     if !plan.delay.is_zero() {
-        let (from_client, to_client) = client.into_split();
-        let (from_server, to_server) = server.into_split();
-        tokio::join!(
-            one_way(from_client, to_server, plan.delay, counters.clone()),
-            one_way(from_server, to_client, plan.delay, counters),
-        );
+        // On threads: the runtime's timer rounds every sleep up to the next millisecond
+        // (a 5 ms round trip came out near 7.7 ms), a thread's sleep is within tens of
+        // microseconds.
+        let (Ok(client), Ok(server)) = (client.into_std(), server.into_std()) else {
+            return;
+        };
+        for (from, to) in [(&client, &server), (&server, &client)] {
+            if let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) {
+                one_way(from, to, plan.delay, counters.clone());
+            }
+        }
         return;
     }
     let mut passed = 0u64;
@@ -294,37 +300,41 @@ async fn relay(
 }
 
 /// One direction of a delayed connection: what is read is written `delay` later, while
-/// reading goes on.
-async fn one_way(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+/// reading goes on (a reading thread and a writing one; they end with the connection).
+fn one_way(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
     delay: Duration,
     counters: Arc<Counters>,
 ) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    let read = async move {
+    use std::io::{Read, Write};
+    let _ = from.set_nonblocking(false);
+    let _ = to.set_nonblocking(false);
+    let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 << 10];
-        while let Ok(n) = from.read(&mut buf).await {
+        while let Ok(n) = from.read(&mut buf) {
             if n == 0
                 || tx
-                    .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                    .send((std::time::Instant::now() + delay, buf[..n].to_vec()))
                     .is_err()
             {
                 break;
             }
         }
-    };
-    let write = async move {
-        while let Some((at, bytes)) = rx.recv().await {
-            tokio::time::sleep_until(at).await;
-            if to.write_all(&bytes).await.is_err() {
+    });
+    std::thread::spawn(move || {
+        for (at, bytes) in rx {
+            if let Some(wait) = at.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if to.write_all(&bytes).is_err() {
                 break;
             }
             counters
                 .bytes
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
-        let _ = to.shutdown().await;
-    };
-    tokio::join!(read, write);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
 }
