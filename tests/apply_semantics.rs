@@ -419,10 +419,21 @@ fn conflicts_are_counted_logged_shown_and_stop_pgsub_where_the_built_in_worker_s
 #[test]
 fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_as_postgresql_18_counts_it()
  {
+    multiple_unique_conflicts_as_postgresql_18_counts_them("conflicts_multi", false);
+}
+
+#[test]
+fn a_far_destination_tells_multiple_unique_conflicts_from_insert_exists_as_postgresql_18_does() {
+    // Far away the inserts are a pipelined INSERT of arrays, not a COPY: the row that
+    // failed is found among the arrays.
+    multiple_unique_conflicts_as_postgresql_18_counts_them("conflicts_multi_far", true);
+}
+
+fn multiple_unique_conflicts_as_postgresql_18_counts_them(name: &str, far: bool) {
     // The oracle is PostgreSQL 18's own worker, which names the kind and counts it in
     // pg_stat_subscription_stats; source and destinations share one PostgreSQL 18 cluster.
     let c = major_cluster(18);
-    let db = c.create_database("conflicts_multi").unwrap();
+    let db = c.create_database(name).unwrap();
     let (native, mine) = (format!("{db}_n"), format!("{db}_p"));
     let table = "CREATE TABLE c (k int PRIMARY KEY, u int UNIQUE, v text)";
     sql(
@@ -443,12 +454,17 @@ fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_
         c,
         &native,
         &format!(
-            "CREATE SUBSCRIPTION s CONNECTION '{}' PUBLICATION p \
+            "CREATE SUBSCRIPTION {native} CONNECTION '{}' PUBLICATION p \
              WITH (create_slot = false, slot_name = '{native}', copy_data = false)",
             c.conninfo(&db)
         ),
     );
-    let args = |extra: &[&str]| sync_args(&c.conninfo(&db), &c.conninfo(&mine), "p", &mine, extra);
+    let proxy = far.then(|| support::fault_proxy::FaultProxy::far(c.port()));
+    let dest = match &proxy {
+        Some(p) => p.through(&c.conninfo(&mine)),
+        None => c.conninfo(&mine),
+    };
+    let args = |extra: &[&str]| sync_args(&c.conninfo(&db), &dest, "p", &mine, extra);
     run_args(&args(&["--create-slot", "--until", "caught-up"])).expect_code(0);
     // The incoming row (42, 7) meets one local row by its key and another by `u`.
     for d in [&native, &mine] {
@@ -467,7 +483,9 @@ fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_
         sql(
             c,
             &native,
-            &format!("SELECT confl_{kind} FROM pg_stat_subscription_stats WHERE subname = 's'"),
+            &format!(
+                "SELECT confl_{kind} FROM pg_stat_subscription_stats WHERE subname = '{native}'"
+            ),
         )
     };
     let both = |q: &str| {
@@ -549,7 +567,7 @@ fn an_insert_or_update_hitting_two_unique_indexes_is_a_multiple_unique_conflict_
         stops("update_exists"),
         "insert_exists|1\nmultiple_unique_conflicts|2\nupdate_exists|1"
     );
-    sql(c, &native, "ALTER SUBSCRIPTION s DISABLE");
+    sql(c, &native, &format!("ALTER SUBSCRIPTION {native} DISABLE"));
 }
 
 #[test]

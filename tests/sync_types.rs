@@ -9,14 +9,13 @@ mod support;
 use pgsub_testkit::Cluster;
 use support::*;
 
-fn sync_as(s: &Cluster, d: &Cluster, db: &str, source: &str, extra: &[&str]) -> Run {
-    let dst = d.conninfo(db);
+fn sync_as(s: &Cluster, dst: &str, db: &str, source: &str, extra: &[&str]) -> Run {
     let mut args = vec![
         "sync",
         "--source",
         source,
         "--dest",
-        &dst,
+        dst,
         "--publication",
         "p",
         "--slot",
@@ -31,7 +30,7 @@ fn sync_as(s: &Cluster, d: &Cluster, db: &str, source: &str, extra: &[&str]) -> 
 }
 
 fn sync(s: &Cluster, d: &Cluster, db: &str, extra: &[&str]) -> Run {
-    sync_as(s, d, db, &s.conninfo(db), extra)
+    sync_as(s, &d.conninfo(db), db, &s.conninfo(db), extra)
 }
 
 const TYPES_SCHEMA: &str = "
@@ -73,7 +72,22 @@ fn table_text(c: &Cluster, db: &str, table: &str) -> String {
 
 #[test]
 fn every_common_type_family_round_trips_with_identical_values() {
-    let (s, d, db) = pair("types");
+    every_common_type_family_round_trips("types", false);
+}
+
+#[test]
+fn every_common_type_family_round_trips_with_identical_values_into_a_far_destination() {
+    // Far away, inserts go as pipelined INSERT … SELECT FROM unnest, not COPY.
+    every_common_type_family_round_trips("types_far", true);
+}
+
+fn every_common_type_family_round_trips(name: &str, far: bool) {
+    let (s, d, db) = pair(name);
+    let proxy = far.then(|| support::fault_proxy::FaultProxy::far(d.port()));
+    let dst = match &proxy {
+        Some(p) => p.through(&d.conninfo(&db)),
+        None => d.conninfo(&db),
+    };
     // A source role whose own settings differ from what pgsub reads values in.
     let role = format!("{db}_r");
     sql(
@@ -102,7 +116,7 @@ fn every_common_type_family_round_trips_with_identical_values() {
     sql(s, &db, TYPES_ROWS);
     let source = s.conninfo_as(&db, &role, "pw");
     // The copy path.
-    sync_as(s, d, &db, &source, &[]).expect_code(0);
+    sync_as(s, &dst, &db, &source, &[]).expect_code(0);
     for table in ["builtin", "user_types"] {
         assert_eq!(
             table_text(d, &db, table),
@@ -119,7 +133,7 @@ fn every_common_type_family_round_trips_with_identical_values() {
          UPDATE builtin SET tsz = tsz + interval '1 hour', iv = iv * 2 WHERE id = 11;
          UPDATE user_types SET c = ROW(9, 'nine', '2000-01-01') WHERE id = 12;",
     );
-    sync_as(s, d, &db, &source, &[]).expect_code(0);
+    sync_as(s, &dst, &db, &source, &[]).expect_code(0);
     for table in ["builtin", "user_types"] {
         assert_eq!(
             table_text(d, &db, table),

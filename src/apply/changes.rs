@@ -45,9 +45,19 @@ impl ApplySink {
     ) -> Result<()> {
         let target = self.target(rels, relid).await?;
         let cols: Vec<ColumnRef<'_>> = new.iter().collect();
-        let values = rows::values(&cols, &target.written(), &target)?;
-        let run = self.push(&target, relid, RunKind::Insert, &[], &[]).await?;
-        run.push_copy_row(values.into_iter());
+        let written = target.written();
+        let values = rows::values(&cols, &written, &target)?;
+        if txn::is_far(self.opts.dest_round_trip) {
+            // Far away, one array per written column for a pipelined INSERT (a COPY
+            // costs round trips of its own: see `sql::insert_rows`).
+            let run = self
+                .push(&target, relid, RunKind::Insert, &written, &[])
+                .await?;
+            run.push_params(values.into_iter(), &[]);
+        } else {
+            let run = self.push(&target, relid, RunKind::Insert, &[], &[]).await?;
+            run.push_copy_row(values.into_iter());
+        }
         self.count(new);
         Ok(())
     }

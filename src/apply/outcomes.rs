@@ -90,7 +90,12 @@ impl ApplySink {
             Some(sqlstate::UNIQUE_VIOLATION | sqlstate::EXCLUSION_VIOLATION) => {
                 let multiple = match (&target, &f.copy, &f.params) {
                     (Some(t), Some(data), _) if f.kind == Kind::Insert => {
-                        self.unique_indexes_hit(t, Hit::Inserted(data)).await >= 2
+                        self.unique_indexes_hit(t, Hit::Copied(data)).await >= 2
+                    }
+                    (Some(t), None, Some((Params::Arrays(arrays), None)))
+                        if f.kind == Kind::Insert =>
+                    {
+                        self.unique_indexes_hit(t, Hit::Inserted(arrays)).await >= 2
                     }
                     (
                         Some(t),
@@ -148,7 +153,7 @@ impl ApplySink {
         // An insert's COPY names the written columns; an update's layout, every column.
         let written = target.written();
         let cols = match hit {
-            Hit::Inserted(_) => target.cols_at(&written),
+            Hit::Copied(_) | Hit::Inserted(_) => target.cols_at(&written),
             Hit::Updated(..) => target.cols.iter().collect(),
         };
         let indexes = match self
@@ -186,7 +191,12 @@ impl ApplySink {
             return indexes.len() as u64;
         }
         let result = match hit {
-            Hit::Inserted(data) => {
+            Hit::Inserted(values) => {
+                let query = sql::unique_conflicts(&target.table, target.only, &cols, &indexes);
+                let params = executor::sql_params(values);
+                self.dest.client.query_one(&query, &params).await
+            }
+            Hit::Copied(data) => {
                 let mut values: Vec<ValueArray> = cols
                     .iter()
                     .map(|c| ValueArray::new(target.format, c.type_oid))
@@ -237,10 +247,12 @@ impl ApplySink {
     }
 }
 
-/// The row whose unique indexes are counted: that of a failed COPY, or of a failed update
-/// run (its parameters, and the positions of its key and set columns).
+/// The row whose unique indexes are counted: that of a failed COPY, of a failed insert
+/// run (its arrays: a far destination's), or of a failed update run (its parameters,
+/// and the positions of its key and set columns).
 #[derive(Clone, Copy)]
 enum Hit<'a> {
-    Inserted(&'a Bytes),
+    Copied(&'a Bytes),
+    Inserted(&'a [ValueArray]),
     Updated(&'a [ValueArray], &'a [usize], &'a [usize]),
 }

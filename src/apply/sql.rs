@@ -12,6 +12,8 @@
 //!
 //! ```text
 //! INSERT  COPY "s"."t" ("id", "v") FROM STDIN                         one COPY per run
+//!  (far)  INSERT INTO "s"."t" ("id", "v") SELECT u.c1::integer, …      pipelined, for a
+//!           FROM unnest($1::text[], $2::text[]) AS u(c1, c2)           destination far away
 //! UPDATE  UPDATE ONLY "s"."t" AS t SET "v" = u.c2::text               one statement per run
 //!           FROM unnest($1::text[], $2::text[]) AS u(c1, c2)           of one shape (the same
 //!          WHERE t."id" = u.c1::integer                                columns left unchanged)
@@ -208,6 +210,32 @@ pub fn copy_in(table: &str, cols: &[&Col], format: ValueFormat) -> String {
         ValueFormat::Binary => " (FORMAT binary)",
     };
     format!("COPY {table} ({}) FROM STDIN{binary}", list(cols))
+}
+
+/// `INSERT INTO table (cols) SELECT … FROM unnest($1::type[], …)`: the rows of a run
+/// given as one array parameter per column, inserted in their order. What a far
+/// destination gets instead of a COPY, which waits for the server's CopyInResponse before
+/// its data can go: this is one request, pipelined with the statements around it. Each
+/// value is cast to the column's type without its modifier and then assigned, as an
+/// update's are; an identity column `GENERATED ALWAYS` takes the source's value, as COPY
+/// lets it.
+pub fn insert_rows(table: &str, cols: &[&Col]) -> String {
+    let overriding = if cols.iter().any(|c| c.identity_always) {
+        " OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    let values = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("u.c{}::{}", i + 1, c.cast))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} ({}){overriding} SELECT {values} FROM {}",
+        list(cols),
+        unnest(cols)
+    )
 }
 
 fn unnest(params: &[&Col]) -> String {
@@ -552,6 +580,22 @@ mod tests {
         assert_eq!(
             copy_in("t", &[&c], ValueFormat::Binary),
             r#"COPY t ("Id") FROM STDIN (FORMAT binary)"#
+        );
+    }
+
+    #[test]
+    fn far_inserts_cast_each_array_without_typmod_and_override_an_identity_always() {
+        let id = col("id", "bigint");
+        let v = col("v", "character varying");
+        assert_eq!(
+            insert_rows("t", &[&id, &v]),
+            r#"INSERT INTO t ("id", "v") SELECT u.c1::bigint, u.c2::character varying FROM unnest($1::text[], $2::text[]) AS u(c1, c2)"#
+        );
+        let mut always = col("n", "integer");
+        always.identity_always = true;
+        assert_eq!(
+            insert_rows("t", &[&always]),
+            r#"INSERT INTO t ("n") OVERRIDING SYSTEM VALUE SELECT u.c1::integer FROM unnest($1::text[]) AS u(c1)"#
         );
     }
 

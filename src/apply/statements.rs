@@ -17,6 +17,8 @@ pub(super) enum StmtKey {
     DeleteFull(u32, Vec<bool>),
     /// COPY of these columns.
     Copy(u32, Vec<usize>),
+    /// INSERT of rows given as one array per column, of these columns.
+    Insert(u32, Vec<usize>),
 }
 
 impl StmtKey {
@@ -26,7 +28,8 @@ impl StmtKey {
             | StmtKey::Delete(id, ..)
             | StmtKey::UpdateFull(id, ..)
             | StmtKey::DeleteFull(id, ..)
-            | StmtKey::Copy(id, ..) => *id,
+            | StmtKey::Copy(id, ..)
+            | StmtKey::Insert(id, ..) => *id,
         }
     }
 }
@@ -68,6 +71,18 @@ impl ApplySink {
         let rows = run.rows as u64;
         self.stats.statements += 1;
         match &run.kind {
+            RunKind::Insert if !run.params.is_empty() => {
+                let written = target.written();
+                let stmt = self
+                    .statement(StmtKey::Insert(run.relid, written.clone()), || {
+                        sql::insert_rows(&target.table, &target.cols_at(&written))
+                    })
+                    .await?;
+                let o = Outcome::new(Kind::Insert, run.relid, &target.name, rows);
+                self.exec
+                    .execute(stmt, Params::Arrays(run.params), o, Check::None)
+                    .await?;
+            }
             RunKind::Insert => {
                 let written = target.written();
                 let stmt = self

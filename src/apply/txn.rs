@@ -124,6 +124,13 @@ fn far_scale(round_trip: Duration) -> u32 {
         .clamp(1, MAX_SAVEPOINT_SCALE)
 }
 
+/// Whether a destination `round_trip` away is far: beyond [`NEAR`], where what waits
+/// for a round trip is done another way when one exists (inserts as a pipelined
+/// statement instead of COPY, which waits for the server's CopyInResponse).
+pub fn is_far(round_trip: Duration) -> bool {
+    round_trip > NEAR
+}
+
 /// The shortest time between status updates sent for progress, for a destination
 /// `round_trip` away. Each one makes the sink durable first: it commits the open group
 /// and asks the destination how far its WAL is flushed, four round trips that stop the

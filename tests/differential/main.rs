@@ -59,6 +59,8 @@ struct Outcome {
     /// pgsub streamed values in binary (and, the second, went on in text after meeting
     /// a column that cannot).
     binary: (bool, bool),
+    /// pgsub's destination was far away ([`far_seed`]).
+    far: bool,
     seconds: f64,
 }
 
@@ -117,6 +119,13 @@ fn two_phase_seed(seed: u64, version: u32) -> bool {
 /// as for two-phase, and never a store-and-forward or two-phase seed.
 fn binary_seed(seed: u64, version: u32) -> bool {
     version >= 140000 && seed % 4 == 1
+}
+
+/// Whether seed `seed` has pgsub reach its destination through a proxy adding round-trip
+/// time, so that it applies as for a far destination (inserts as pipelined statements,
+/// not COPY; savepoints spaced): by its number, as for two-phase.
+fn far_seed(seed: u64) -> bool {
+    seed.is_multiple_of(3)
 }
 
 /// The options of pgsub and of the native subscription for this seed.
@@ -289,6 +298,9 @@ fn run_seed(seed: u64) -> Outcome {
         binary_seed(seed, src.version_num()),
     );
     let mut twin = Twin::new(&format!("diff{seed}"));
+    if far_seed(seed) {
+        twin.far_destination();
+    }
     twin.source(&format!(
         "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
         twin.db
@@ -489,6 +501,7 @@ fn run_seed(seed: u64) -> Outcome {
         silent,
         replayed,
         two_phase,
+        far: twin.is_far(),
         binary: {
             let runs = || earlier.iter().chain([&stopped, &last]);
             (
@@ -541,11 +554,12 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                             replayed: false,
                             two_phase: false,
                             binary: (false, false),
+                            far: far_seed(seed),
                             seconds: 0.0,
                         }
                     });
                     eprintln!(
-                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}{}{}; {:.1} s",
+                        "seed {:>4}: {} tables, {} transactions ({} refused by the source), {} rows changed; native {}; pgsub {}{}{}{}{}; {:.1} s",
                         o.seed,
                         o.tables,
                         o.done.committed,
@@ -560,6 +574,7 @@ fn pgsub_replicates_random_schemas_and_workloads_as_the_built_in_subscription_do
                             (true, true) => " (binary, then text)",
                             _ => "",
                         },
+                        if o.far { " (far destination)" } else { "" },
                         o.seconds
                     );
                     outcomes.lock().expect("outcomes").push(o);

@@ -71,6 +71,18 @@ struct Now {
 
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `127.0.0.1:upstream_port`.
+    /// A proxy that makes `upstream_port` a far destination for pgsub: a round trip of
+    /// about 2 ms, beyond the 0.5 ms where pgsub applies as for a far one (inserts as
+    /// pipelined statements, savepoints spaced), short enough for tests.
+    pub fn far(upstream_port: u16) -> FaultProxy {
+        let faults = Faults {
+            delay: Duration::from_millis(1),
+            ..Faults::default()
+        };
+        FaultProxy::start(upstream_port, faults, 0)
+    }
+
+    /// A proxy in front of `upstream_port` doing `faults`, its draws seeded by `seed`.
     pub fn start(upstream_port: u16, faults: Faults, seed: u64) -> FaultProxy {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         std_listener.set_nonblocking(true).unwrap();

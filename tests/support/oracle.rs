@@ -86,6 +86,8 @@ pub struct Twin {
     publications: Vec<String>,
     pgsub_extra: Vec<String>,
     subscribed: bool,
+    /// pgsub's destination connection goes through this, when it is to be far away.
+    far: Option<super::fault_proxy::FaultProxy>,
     /// How long a native subscription may take to catch up.
     pub native_limit: Duration,
 }
@@ -108,6 +110,7 @@ impl Twin {
             publications: Vec::new(),
             pgsub_extra: Vec::new(),
             subscribed: false,
+            far: None,
             native_limit: Duration::from_secs(60),
         }
     }
@@ -146,7 +149,22 @@ impl Twin {
 
     /// `--dest` for pgsub.
     pub fn dest_conninfo(&self) -> String {
-        self.dst.conninfo(&self.pgsub_db)
+        let direct = self.dst.conninfo(&self.pgsub_db);
+        match &self.far {
+            Some(proxy) => proxy.through(&direct),
+            None => direct,
+        }
+    }
+
+    /// From now on pgsub reaches its destination through a proxy adding round-trip time
+    /// ([`super::fault_proxy::FaultProxy::far`]): it applies as for a far destination.
+    pub fn far_destination(&mut self) {
+        self.far = Some(super::fault_proxy::FaultProxy::far(self.dst.port()));
+    }
+
+    /// Whether pgsub's destination is far away.
+    pub fn is_far(&self) -> bool {
+        self.far.is_some()
     }
 
     /// pgsub's `sync` command line, with `extra` after the options given at
