@@ -12,7 +12,8 @@
 //! time; pgsub is timed from process start to exit (`--until` the end of the backlog), the
 //! subscriptions from ENABLE until their slot confirms the end. Every destination is checked
 //! equal to the source. The target: pgsub far away keeps at least 80% of its rate near.
-//! `PGSUB_BENCH_LOG_DIR=DIR` keeps each pgsub run's debug log there (where the time goes).
+//! `PGSUB_BENCH_LOG_DIR=DIR` keeps each pgsub run's debug log there (where the time goes;
+//! `PGSUB_BENCH_LOG_FILTER=pgsub=debug,tokio_postgres=debug` shows every statement too).
 //!
 //! Run: `cargo bench --bench far_destination` (figures in docs/benchmarks.md).
 
@@ -100,7 +101,8 @@ fn main() {
         let t0 = Instant::now();
         let mut cmd = pgsub();
         if std::env::var_os("PGSUB_BENCH_LOG_DIR").is_some() {
-            cmd.env("PGSUB_LOG", "pgsub=debug");
+            let filter = std::env::var("PGSUB_BENCH_LOG_FILTER");
+            cmd.env("PGSUB_LOG", filter.as_deref().unwrap_or("pgsub=debug"));
         }
         let out = cmd
             .args([

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::Result;
 use crate::pg::SqlError;
@@ -120,15 +121,19 @@ pub async fn read(
     replica_role: bool,
 ) -> Result<Option<DestTable>> {
     let display = format!("{schema}.{name}");
+    // Every query here is typed (one round trip each, no prepare), and the four after
+    // the first go out together: a far destination pays two round trips per table.
     let Some(rel) = client
-        .query_opt(
+        .query_typed(
             "SELECT c.oid::int8, c.relkind::text, current_setting('server_version_num')::int \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&schema, &name],
+            &[(&schema, Type::TEXT), (&name, Type::TEXT)],
         )
         .await
         .map_err(err(format!("looking up {display} on the destination")))?
+        .into_iter()
+        .next()
     else {
         return Ok(None);
     };
@@ -140,21 +145,54 @@ pub async fn read(
     } else {
         "false"
     };
-    let columns = client
-        .query(
-            &format!(
-                "SELECT a.attname::text, a.atttypid::int8, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+    let by_oid = [(&oid as &(dyn ToSql + Sync), Type::INT8)];
+    let columns_sql = format!(
+        "SELECT a.attname::text, a.atttypid::int8, pg_catalog.format_type(a.atttypid, a.atttypmod), \
                         CASE a.atttypid::int8 WHEN 1042 THEN 'pg_catalog.bpchar' WHEN 1014 THEN 'pg_catalog.bpchar[]' \
                              WHEN 1560 THEN 'pg_catalog.varbit' WHEN 1561 THEN 'pg_catalog.varbit[]' \
                              ELSE pg_catalog.format_type(a.atttypid, NULL) END, {generated}, a.attidentity::text = 'a', a.atttypmod, \
                         t.typcategory = 'A', t.typreceive <> 0 AND t.typsend <> 0 \
                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
                  WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-            ),
-            &[&oid],
+    );
+    // The table and, when partitioned, every partition: their indexes and triggers all
+    // act on the rows pgsub writes.
+    let tree = if partitioned && version >= 120000 {
+        "SELECT relid FROM pg_catalog.pg_partition_tree($1::int8::oid)"
+    } else {
+        "SELECT $1::int8::oid"
+    };
+    let key_sql = "SELECT array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, pos) \
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                          ORDER BY k.pos) \
+             FROM pg_catalog.pg_index i WHERE i.indrelid = $1::int8::oid AND (i.indisreplident OR i.indisprimary) \
+             ORDER BY i.indisreplident DESC LIMIT 1";
+    let unique_sql = format!(
+        "SELECT CASE WHEN 0 = ANY(i.indkey::int2[]) OR i.indexprs IS NOT NULL THEN NULL ELSE \
+                array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) k(attnum) \
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) END \
+         FROM pg_catalog.pg_index i \
+         WHERE i.indrelid IN ({tree}) AND (i.indisunique OR i.indisexclusion) AND i.indimmediate"
+    );
+    let enabled = if replica_role { "'R', 'A'" } else { "'O', 'A'" };
+    let triggers_sql = format!(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid IN ({tree}) \
+         AND t.tgtype & 1 = 1 AND t.tgenabled IN ({enabled}))"
+    );
+    // Boxed: four query futures side by side would make every caller's future large.
+    let (columns, key, unique_rows, triggers) = Box::pin(async {
+        tokio::join!(
+            client.query_typed(&columns_sql, &by_oid),
+            client.query_typed(key_sql, &by_oid),
+            client.query_typed(&unique_sql, &by_oid),
+            client.query_typed(&triggers_sql, &by_oid),
         )
-        .await
-        .map_err(err(format!("reading the columns of {display} on the destination")))?
+    })
+    .await;
+    let columns = columns
+        .map_err(err(format!(
+            "reading the columns of {display} on the destination"
+        )))?
         .iter()
         .map(|r| DestColumn {
             name: r.get(0),
@@ -168,38 +206,15 @@ pub async fn read(
             binary_io: r.get(8),
         })
         .collect();
-    // The table and, when partitioned, every partition: their indexes and triggers all
-    // act on the rows pgsub writes.
-    let tree = if partitioned && version >= 120000 {
-        "SELECT relid FROM pg_catalog.pg_partition_tree($1::int8::oid)"
-    } else {
-        "SELECT $1::int8::oid"
-    };
-    let key: Option<Vec<String>> = client
-        .query_opt(
-            "SELECT array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, pos) \
-                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-                          ORDER BY k.pos) \
-             FROM pg_catalog.pg_index i WHERE i.indrelid = $1::int8::oid AND (i.indisreplident OR i.indisprimary) \
-             ORDER BY i.indisreplident DESC LIMIT 1",
-            &[&oid],
-        )
-        .await
-        .map_err(err(format!("reading the key of {display} on the destination")))?
+    let key: Option<Vec<String>> = key
+        .map_err(err(format!(
+            "reading the key of {display} on the destination"
+        )))?
+        .first()
         .map(|r| r.get(0));
-    let unique_rows = client
-        .query(
-            &format!(
-                "SELECT CASE WHEN 0 = ANY(i.indkey::int2[]) OR i.indexprs IS NOT NULL THEN NULL ELSE \
-                        array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) k(attnum) \
-                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) END \
-                 FROM pg_catalog.pg_index i \
-                 WHERE i.indrelid IN ({tree}) AND (i.indisunique OR i.indisexclusion) AND i.indimmediate"
-            ),
-            &[&oid],
-        )
-        .await
-        .map_err(err(format!("reading the constraints of {display} on the destination")))?;
+    let unique_rows = unique_rows.map_err(err(format!(
+        "reading the constraints of {display} on the destination"
+    )))?;
     let mut immediate_unique: Vec<Option<Vec<String>>> = Vec::new();
     for r in &unique_rows {
         let cols: Option<Vec<String>> = r.get(0);
@@ -207,20 +222,12 @@ pub async fn read(
             immediate_unique.push(cols);
         }
     }
-    let enabled = if replica_role { "'R', 'A'" } else { "'O', 'A'" };
-    let row_triggers: bool = client
-        .query_one(
-            &format!(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid IN ({tree}) \
-                 AND t.tgtype & 1 = 1 AND t.tgenabled IN ({enabled}))"
-            ),
-            &[&oid],
-        )
-        .await
+    let row_triggers: bool = triggers
         .map_err(err(format!(
             "reading the triggers of {display} on the destination"
         )))?
-        .get(0);
+        .first()
+        .is_some_and(|r| r.get(0));
     Ok(Some(DestTable {
         schema: schema.to_owned(),
         name: name.to_owned(),

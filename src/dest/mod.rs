@@ -58,11 +58,11 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
         .await
         .map_err(|e| SqlError::new(ctx("settings"), e))?;
     let version_num = client
-        .query_one("SHOW server_version_num", &[])
+        .query_typed("SHOW server_version_num", &[])
         .await
         .map_err(|e| SqlError::new(ctx("version"), e))?
-        .get::<_, String>(0)
-        .parse()
+        .first()
+        .and_then(|r| r.get::<_, String>(0).parse().ok())
         .unwrap_or(0);
     if version_num >= 120000 {
         // Apply statements find rows by key. A custom plan for a long run of keys guesses

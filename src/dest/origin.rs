@@ -26,10 +26,12 @@ pub fn origin_name(database: &str, name: &str) -> String {
 /// The origin name of subscription `name` in the connected database.
 async fn origin_of(client: &Client, name: &str) -> Result<String> {
     let database: String = client
-        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .query_typed("SELECT pg_catalog.current_database()::text", &[])
         .await
         .map_err(|e| SqlError::new("reading the destination's database name", e))?
-        .get(0);
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or_default();
     Ok(origin_name(&database, name))
 }
 
@@ -83,18 +85,14 @@ async fn try_setup(
     client: &Client,
     origin: &str,
 ) -> std::result::Result<(), tokio_postgres::Error> {
+    // One round trip for both (a far destination pays each one).
+    let origin = crate::pg::ident::literal(origin);
     client
-        .execute(
-            "SELECT pg_catalog.pg_replication_origin_create($1) \
-             WHERE pg_catalog.pg_replication_origin_oid($1) IS NULL",
-            &[&origin],
-        )
-        .await?;
-    client
-        .execute(
-            "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
-            &[&origin],
-        )
+        .batch_execute(&format!(
+            "SELECT pg_catalog.pg_replication_origin_create({origin}) \
+             WHERE pg_catalog.pg_replication_origin_oid({origin}) IS NULL; \
+             SELECT pg_catalog.pg_replication_origin_session_setup({origin})"
+        ))
         .await?;
     Ok(())
 }
@@ -112,13 +110,14 @@ pub async fn own_origin_id(
         return Ok(None);
     }
     let on: bool = client
-        .query_one(
+        .query_typed(
             "SELECT pg_catalog.current_setting('track_commit_timestamp')::bool",
             &[],
         )
         .await
         .map_err(|e| SqlError::new("reading the destination's track_commit_timestamp", e))?
-        .get(0);
+        .first()
+        .is_some_and(|r| r.get(0));
     if !on {
         return Ok(None);
     }

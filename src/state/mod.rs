@@ -107,20 +107,22 @@ fn err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
 
 /// The version of the `pgsub` schema on the destination: 0 when there is none.
 pub async fn version(client: &Client) -> Result<i32> {
-    let row = client
-        .query_one(
+    let (meta, progress): (bool, bool) = client
+        .query_typed(
             "SELECT pg_catalog.to_regclass('pgsub.meta') IS NOT NULL, \
                     pg_catalog.to_regclass('pgsub.progress') IS NOT NULL",
             &[],
         )
         .await
-        .map_err(err("looking for pgsub's tables on the destination"))?;
-    let (meta, progress): (bool, bool) = (row.get(0), row.get(1));
+        .map_err(err("looking for pgsub's tables on the destination"))?
+        .first()
+        .map_or((false, false), |r| (r.get(0), r.get(1)));
     let recorded: Option<i32> = if meta {
         client
-            .query_opt("SELECT max(schema_version) FROM pgsub.meta", &[])
+            .query_typed("SELECT max(schema_version) FROM pgsub.meta", &[])
             .await
             .map_err(err("reading pgsub.meta"))?
+            .first()
             .and_then(|r| r.get(0))
     } else {
         None
@@ -179,13 +181,10 @@ pub async fn setup(client: &Client) -> Result<()> {
         .await
         .map_err(err("locking pgsub's schema for its upgrade"))?;
     let result = upgrade(client).await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = client
-        .batch_execute(end)
-        .await
-        .map_err(err("committing the upgrade of pgsub's schema"));
+    if result.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
     result?;
-    ended?;
     if found > 0 {
         tracing::info!(
             from = found,
@@ -196,19 +195,17 @@ pub async fn setup(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Upgrades the schema found (under the lock) to [`VERSION`] and commits. Every step,
+/// the version's record and the COMMIT go as one batch: one round trip.
 async fn upgrade(client: &Client) -> Result<()> {
     let found = version(client).await?;
-    for step in upgrade_steps(found)? {
-        client.batch_execute(step).await.map_err(err(
-            "creating or upgrading pgsub's tables on the destination",
-        ))?;
-    }
-    client
-        .batch_execute(&format!(
-            "DELETE FROM pgsub.meta; INSERT INTO pgsub.meta (schema_version) VALUES ({VERSION})"
-        ))
-        .await
-        .map_err(err("recording the version of pgsub's schema"))?;
+    let mut batch = upgrade_steps(found)?.join(";\n");
+    batch.push_str(&format!(
+        ";\nDELETE FROM pgsub.meta; INSERT INTO pgsub.meta (schema_version) VALUES ({VERSION});\nCOMMIT"
+    ));
+    client.batch_execute(&batch).await.map_err(err(
+        "creating or upgrading pgsub's tables on the destination, and recording their version",
+    ))?;
     Ok(())
 }
 
@@ -298,13 +295,14 @@ pub async fn remove(client: &Client, name: &str) -> Result<Option<Removed>> {
 /// written before it.
 pub async fn make_durable(client: &Client) -> Result<()> {
     let behind: bool = client
-        .query_one(
+        .query_typed(
             "SELECT pg_catalog.pg_current_wal_insert_lsn() > pg_catalog.pg_current_wal_flush_lsn()",
             &[],
         )
         .await
         .map_err(err("reading the destination's WAL positions"))?
-        .get(0);
+        .first()
+        .is_none_or(|r| r.get(0));
     if behind {
         client
             .batch_execute(

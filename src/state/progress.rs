@@ -87,17 +87,18 @@ pub async fn record(
     publications: &[String],
     applied: Lsn,
 ) -> Result<()> {
+    use tokio_postgres::types::Type;
     let applied = applied.to_string();
     client
-        .execute(
+        .query_typed(
             UPSERT_SQL,
             &[
-                &name,
-                &system_id,
-                &slot,
-                &publications,
-                &applied,
-                &None::<String>,
+                (&name, Type::TEXT),
+                (&system_id, Type::TEXT),
+                (&slot, Type::TEXT),
+                (&publications, Type::TEXT_ARRAY),
+                (&applied, Type::TEXT),
+                (&None::<String>, Type::TEXT),
             ],
         )
         .await
@@ -113,13 +114,15 @@ pub async fn record(
 /// Reads the progress of subscription `name`.
 pub async fn read(client: &Client, name: &str) -> Result<Option<Progress>> {
     let row = client
-        .query_opt(
+        .query_typed(
             "SELECT source_system_id, slot, publications, applied_lsn::text \
              FROM pgsub.progress WHERE name = $1",
-            &[&name],
+            &[(&name, tokio_postgres::types::Type::TEXT)],
         )
         .await
-        .map_err(|e| SqlError::new("reading pgsub.progress", e))?;
+        .map_err(|e| SqlError::new("reading pgsub.progress", e))?
+        .into_iter()
+        .next();
     row.map(|r| {
         let lsn: String = r.get(3);
         Ok(Progress {

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
@@ -111,11 +112,15 @@ async fn record_new(
     what: &str,
 ) -> Result<()> {
     client
-        .execute(
+        .query_typed(
             "INSERT INTO pgsub.tables (name, relation, state) \
              SELECT $1, r, $3 FROM unnest($2::text[]) r \
              ON CONFLICT (name, relation) DO NOTHING",
-            &[&name, &relations, &state],
+            &[
+                (&name, Type::TEXT),
+                (&relations, Type::TEXT_ARRAY),
+                (&state, Type::TEXT),
+            ],
         )
         .await
         .map_err(err(format!("{what} in pgsub.tables")))?;
@@ -140,9 +145,9 @@ pub async fn forget(client: &Client, name: &str, relations: &[String]) -> Result
 /// Copy state per relation (`schema.table`).
 pub async fn states(client: &Client, name: &str) -> Result<HashMap<String, CopyState>> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT relation, state, snapshot_lsn::text, snapshot FROM pgsub.tables WHERE name = $1",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .map_err(err("reading pgsub.tables".into()))?;

@@ -73,24 +73,27 @@ pub async fn check_privileges(
             list = unreadable.join(", ")
         )));
     }
-    let mut unwritable = Vec::new();
-    for t in tables {
-        let qualified = crate::pg::ident::qualified(&t.schema, &t.name);
-        let allowed: Option<bool> = dest
-            .query_one(
-                "SELECT CASE WHEN pg_catalog.to_regclass($1) IS NOT NULL THEN \
-                 NOT EXISTS (SELECT FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p \
-                             WHERE NOT pg_catalog.has_table_privilege($1, p)) END",
-                &[&qualified],
-            )
-            .await
-            .map_err(|e| crate::pg::SqlError::new("checking the destination role's privileges", e))?
-            .get(0);
-        // A table that does not exist yet (--schema skip) has nothing to check.
-        if allowed == Some(false) {
-            unwritable.push(t.qualified_name());
-        }
-    }
+    // Every table in one query (one round trip, however many tables); a table that does
+    // not exist yet (--schema skip) has nothing to check.
+    let quoted: Vec<String> = tables
+        .iter()
+        .map(|t| crate::pg::ident::qualified(&t.schema, &t.name))
+        .collect();
+    let denied = dest
+        .query_typed(
+            "SELECT o FROM unnest($1::text[]) WITH ORDINALITY AS q(t, o) \
+             WHERE pg_catalog.to_regclass(t) IS NOT NULL \
+             AND EXISTS (SELECT FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p \
+                         WHERE NOT pg_catalog.has_table_privilege(t, p)) ORDER BY o",
+            &[(&quoted, tokio_postgres::types::Type::TEXT_ARRAY)],
+        )
+        .await
+        .map_err(|e| crate::pg::SqlError::new("checking the destination role's privileges", e))?;
+    let unwritable: Vec<String> = denied
+        .iter()
+        .filter_map(|r| tables.get(usize::try_from(r.get::<_, i64>(0)).ok()?.checked_sub(1)?))
+        .map(PublishedTable::qualified_name)
+        .collect();
     if !unwritable.is_empty() {
         return Err(Error::Config(format!(
             "the destination role may not write {list}: GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {list} TO <role> on the destination",
