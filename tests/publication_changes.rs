@@ -1,5 +1,5 @@
 //! Publications that change while a replication runs: a table that joins (ALTER PUBLICATION
-//! … ADD TABLE, a new table under FOR ALL TABLES) is copied, then streamed, as the built-in
+//! … ADD TABLE, a new table under FOR ALL TABLES or TABLES IN SCHEMA) is copied, then streamed, as the built-in
 //! subscription does after ALTER SUBSCRIPTION … REFRESH PUBLICATION — pgsub without anyone
 //! asking, between runs, at the joining table's first change, or at the next
 //! `--refresh-interval`; a table that leaves stops being applied and keeps its rows.
@@ -151,6 +151,45 @@ fn a_new_table_under_for_all_tables_is_created_and_copied_with_schema_create() {
     assert_eq!(
         t.pgsub("SELECT count(*), sum(id) FROM born_later"),
         t.source("SELECT count(*), sum(id) FROM born_later")
+    );
+}
+
+#[test]
+fn a_new_table_under_tables_in_schema_is_created_and_copied_and_one_outside_is_not() {
+    let mut t = Twin::new("pubchg_schema");
+    if t.src.version_num() < 150000 {
+        eprintln!("FOR TABLES IN SCHEMA needs a PostgreSQL 15 source");
+        return;
+    }
+    t.everywhere("CREATE SCHEMA sales; CREATE TABLE sales.a (id int PRIMARY KEY)");
+    t.source("INSERT INTO sales.a VALUES (1); CREATE PUBLICATION p FOR TABLES IN SCHEMA sales");
+    t.subscribe_pgsub_only(&["p"], &["--schema", "create"])
+        .expect_code(0);
+    t.source(
+        "CREATE TABLE sales.born_later (id bigint PRIMARY KEY, note text NOT NULL); \
+         INSERT INTO sales.born_later SELECT g, 'n' || g FROM generate_series(1, 25) g; \
+         CREATE TABLE public.outside (id int PRIMARY KEY); INSERT INTO public.outside VALUES (1)",
+    );
+    let run = t.pgsub_sync(&["--until", "caught-up"]).expect_code(0);
+    assert!(
+        run.stderr.contains("joined the publications: copying it"),
+        "{}",
+        run.stderr
+    );
+    t.source("UPDATE sales.born_later SET note = 'later' WHERE id = 3");
+    t.pgsub_sync(&["--until", "caught-up"]).expect_code(0);
+    assert_eq!(
+        t.pgsub(
+            "SELECT count(*), sum(id), string_agg(note, ',' ORDER BY id) FROM sales.born_later"
+        ),
+        t.source(
+            "SELECT count(*), sum(id), string_agg(note, ',' ORDER BY id) FROM sales.born_later"
+        )
+    );
+    assert_eq!(
+        t.pgsub("SELECT count(*) FROM pg_tables WHERE tablename = 'outside'"),
+        "0",
+        "a table outside the published schema is not created"
     );
 }
 

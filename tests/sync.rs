@@ -624,8 +624,14 @@ fn failover_slots_are_created_or_made_so_on_17_and_later_and_refused_before() {
 
 #[test]
 fn two_syncs_replicate_one_table_both_ways_without_sending_changes_back() {
-    let (a, b) = (major_cluster(18), major_cluster(16));
-    let db = a.create_database("both_ways").unwrap();
+    // 18 with 16, then 17 with 18: every major with origins is on both ends once.
+    replicate_both_ways(major_cluster(18), major_cluster(16), "both_ways");
+    replicate_both_ways(major_cluster(17), major_cluster(18), "both_ways_17");
+}
+
+/// Two pgsub syncs with `--origin none`, `a` to `b` and `b` to `a`, on one table.
+fn replicate_both_ways(a: &'static Cluster, b: &'static Cluster, name: &str) {
+    let db = a.create_database(name).unwrap();
     sql(b, "postgres", &format!("CREATE DATABASE {db}"));
     for c in [a, b] {
         sql(

@@ -155,11 +155,24 @@ fn options(rng: &mut Rng, version: u32, two_phase: bool) -> (Vec<String>, String
     (pgsub, native)
 }
 
-/// Waits (up to a minute) until neither replica holds a prepared transaction.
+/// Waits (up to a minute) until both replicas have confirmed everything the source wrote
+/// so far, and neither holds a prepared transaction. Both are needed: a replica may not
+/// yet have received a PREPARE whose COMMIT PREPARED the source already ran, and then a
+/// look at `pg_prepared_xacts` alone finds nothing, the PREPARE is applied right after,
+/// and an ALTER TABLE queued behind it waits for ever (the replica's next change of the
+/// table queues behind the ALTER, and its COMMIT PREPARED behind that change).
 fn no_prepared_transactions(twin: &Twin) {
+    let target = twin.source("SELECT pg_catalog.pg_current_wal_lsn()");
+    let confirmed = format!(
+        "SELECT count(*) FROM pg_catalog.pg_replication_slots \
+         WHERE slot_name IN ('{}', '{}') AND confirmed_flush_lsn >= '{target}'",
+        twin.native_db, twin.pgsub_db
+    );
     let held = |db: &str| support::prepared_count(twin.dst, db) > 0;
     let t0 = Instant::now();
-    while (held(&twin.native_db) || held(&twin.pgsub_db)) && t0.elapsed().as_secs() < 60 {
+    while (twin.source(&confirmed) != "2" || held(&twin.native_db) || held(&twin.pgsub_db))
+        && t0.elapsed().as_secs() < 60
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -191,10 +204,12 @@ fn add_column(twin: &Twin, schema: &mut Schema, rng: &mut Rng) {
         ty.sql()
     );
     // The replicas' apply transactions hold locks on the table: a deadlock is retried,
-    // as an operator would.
+    // as an operator would. A lock held for a minute (a prepared transaction nobody is
+    // to finish) fails the seed instead of hanging it.
+    let guarded = format!("SET lock_timeout = '60s'; {sql}");
     for db in [&twin.native_db, &twin.pgsub_db] {
         let mut tries = 0;
-        while let Err(e) = twin.dst.psql(db, &sql) {
+        while let Err(e) = twin.dst.psql(db, &guarded) {
             tries += 1;
             assert!(tries < 20 && e.to_string().contains("deadlock"), "{e}");
             std::thread::sleep(Duration::from_millis(100));
