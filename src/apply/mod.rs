@@ -183,7 +183,7 @@ impl ApplySink {
                 .join(spool::dir_name(std::process::id())),
         );
         let mut txns = Transactions::new(applied, table_snapshots, limits);
-        txns.space_savepoints(opts.dest_round_trip);
+        txns.space_for(opts.dest_round_trip);
         ApplySink {
             dest,
             exec,

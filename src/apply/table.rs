@@ -260,8 +260,9 @@ impl Equality {
         if depth > 16 {
             return Ok(false);
         }
+        // Typed: one round trip (no separate prepare) per type, once per type.
         let row = client
-            .query_one(
+            .query_typed(
                 "SELECT t.typtype::text, t.typbasetype::int8, \
                         CASE WHEN t.typcategory = 'A' AND t.typlen = -1 THEN t.typelem ELSE 0 END::int8, \
                         array(SELECT a.atttypid::int8 FROM pg_catalog.pg_attribute a \
@@ -271,10 +272,17 @@ impl Equality {
                                 AND (oc.opcintype = t.oid OR EXISTS (SELECT FROM pg_catalog.pg_cast c \
                                      WHERE c.castsource = t.oid AND c.casttarget = oc.opcintype AND c.castmethod = 'b'))) \
                  FROM pg_catalog.pg_type t WHERE t.oid = $1::int8::oid",
-                &[&i64::from(oid)],
+                &[(&i64::from(oid), Type::INT8)],
             )
             .await
-            .map_err(err(format!("reading the type with OID {oid} on the destination")))?;
+            .map_err(err(format!("reading the type with OID {oid} on the destination")))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                crate::error::Error::Definite(format!(
+                    "the type with OID {oid} does not exist on the destination"
+                ))
+            })?;
         let typtype: String = row.get(0);
         let base = row.get::<_, i64>(1) as u32;
         let elem = row.get::<_, i64>(2) as u32;

@@ -16,6 +16,7 @@
 //!   matching row changed.
 
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use super::table::{self, DestTable, Equality};
 use super::values::ValueFormat;
@@ -155,25 +156,53 @@ pub async fn source_type_sql(
     c: &RelationColumn,
     types: &RelationCache,
 ) -> Result<String> {
-    if let Some(t) = types.get_type(c.type_oid) {
-        return Ok(ident::qualified(
-            if t.namespace.is_empty() {
-                "pg_catalog"
-            } else {
-                &t.namespace
-            },
-            &t.name,
-        ));
+    let mut one = source_types_sql(client, std::slice::from_ref(c), types).await?;
+    Ok(one.pop().unwrap_or_default())
+}
+
+/// [`source_type_sql`] of every column, in one round trip for all the built-in types.
+pub async fn source_types_sql(
+    client: &Client,
+    cols: &[RelationColumn],
+    types: &RelationCache,
+) -> Result<Vec<String>> {
+    let mut out: Vec<Option<String>> = cols
+        .iter()
+        .map(|c| {
+            types.get_type(c.type_oid).map(|t| {
+                ident::qualified(
+                    if t.namespace.is_empty() {
+                        "pg_catalog"
+                    } else {
+                        &t.namespace
+                    },
+                    &t.name,
+                )
+            })
+        })
+        .collect();
+    let asked: Vec<usize> = (0..cols.len()).filter(|&i| out[i].is_none()).collect();
+    if !asked.is_empty() {
+        let oids: Vec<i64> = asked.iter().map(|&i| i64::from(cols[i].type_oid)).collect();
+        let mods: Vec<i32> = asked.iter().map(|&i| cols[i].type_modifier).collect();
+        let rows = client
+            .query_typed(
+                "SELECT pg_catalog.format_type(t.o::oid, t.m) \
+                 FROM unnest($1::int8[], $2::int4[]) WITH ORDINALITY AS t(o, m, i) ORDER BY t.i",
+                &[(&oids, Type::INT8_ARRAY), (&mods, Type::INT4_ARRAY)],
+            )
+            .await
+            .map_err(|e| {
+                Error::from(SqlError::new(
+                    format!("naming the types with OIDs {oids:?}"),
+                    e,
+                ))
+            })?;
+        for (&i, row) in asked.iter().zip(rows) {
+            out[i] = row.get(0);
+        }
     }
-    let oid = c.type_oid;
-    client
-        .query_one(
-            "SELECT pg_catalog.format_type($1::int8::oid, $2)",
-            &[&i64::from(oid), &c.type_modifier],
-        )
-        .await
-        .map(|r| r.get(0))
-        .map_err(|e| Error::from(SqlError::new(format!("naming the type with OID {oid}"), e)))
+    Ok(out.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 /// How to resolve targets.
@@ -254,6 +283,9 @@ async fn build(
     let name = dest.display();
     let mut cols = Vec::with_capacity(rel.columns.len());
     let mut no_equality = Vec::new();
+    let mut source_types = source_types_sql(client, &rel.columns, types)
+        .await?
+        .into_iter();
     for c in &rel.columns {
         let Some(d) = dest.column(&c.name) else {
             return Err(Error::Config(format!(
@@ -289,7 +321,7 @@ async fn build(
                 ValueFormat::Binary => d.base_type_sql.clone(),
             },
             type_oid: d.type_oid,
-            source_type: source_type_sql(client, c, types).await?,
+            source_type: source_types.next().unwrap_or_default(),
             dest_type: d.type_sql.clone(),
             write: !d.generated,
             identity_always: d.identity_always,

@@ -160,8 +160,9 @@ pub struct Transactions {
     table_snapshots: OidMap<CopySnapshot>,
     limits: GroupLimits,
     /// Savepoints are spaced this many times [`SAVEPOINT_EVERY`] and
-    /// [`SAVEPOINT_CHANGES`] apart (see [`Transactions::space_savepoints`]).
-    savepoint_scale: u32,
+    /// [`SAVEPOINT_CHANGES`] apart, and groups bounded by this many times their
+    /// [`GroupLimits`] (see [`Transactions::space_for`]).
+    far_scale: u32,
     txn: Option<SourceTxn>,
     group: Option<Group>,
 }
@@ -173,19 +174,23 @@ impl Transactions {
             skip_before: applied,
             table_snapshots,
             limits,
-            savepoint_scale: 1,
+            far_scale: 1,
             txn: None,
             group: None,
         }
     }
 
-    /// Spaces the group's savepoints for a destination `round_trip` away. A savepoint ends
-    /// the run of changes before it, and a run's COPY costs a round trip of its own: near
-    /// (up to [`NEAR`]) savepoints keep their spacing; farther, it grows with the round
-    /// trip (at most [`MAX_SAVEPOINT_SCALE`] times), so that their cost stays a small part
-    /// of the apply, at the price of more work given up on a source fault.
-    pub fn space_savepoints(&mut self, round_trip: Duration) {
-        self.savepoint_scale = far_scale(round_trip);
+    /// Spaces the group's savepoints, and bounds its groups, for a destination
+    /// `round_trip` away. A savepoint ends the run of changes before it, and each group's
+    /// commit leaves the destination idle for about two round trips (the statements
+    /// before it drain, then the COMMIT goes and its reply comes back before the next
+    /// group's statements are sent). Near (up to [`NEAR`]) both keep their spacing;
+    /// farther, both grow with the round trip (at most [`MAX_SAVEPOINT_SCALE`] times), so
+    /// that their cost stays a small part of the apply, at the price of more work given up
+    /// on a source fault and of committing (and acknowledging) later. Both grow by the
+    /// same factor, so a group holds no more savepoints than near.
+    pub fn space_for(&mut self, round_trip: Duration) {
+        self.far_scale = far_scale(round_trip);
     }
 
     /// A source transaction begins.
@@ -335,12 +340,14 @@ impl Transactions {
         self.group.as_ref().is_some_and(|g| g.last_end.is_some())
     }
 
-    /// Whether the open group has reached a bound.
+    /// Whether the open group has reached a bound (its [`GroupLimits`], times the far
+    /// scale of [`Transactions::space_for`]).
     pub fn group_full(&self) -> bool {
+        let scale = u64::from(self.far_scale);
         self.group.as_ref().is_some_and(|g| {
-            g.changes >= self.limits.changes
-                || g.bytes >= self.limits.bytes
-                || g.opened.elapsed() >= self.limits.age
+            g.changes >= self.limits.changes.saturating_mul(scale)
+                || g.bytes >= self.limits.bytes.saturating_mul(scale)
+                || g.opened.elapsed() >= self.limits.age * self.far_scale
         })
     }
 
@@ -371,8 +378,8 @@ impl Transactions {
         let due = match &g.savepoint {
             None => true,
             Some((_, changes, at)) => {
-                g.changes - changes >= SAVEPOINT_CHANGES * u64::from(self.savepoint_scale)
-                    || at.elapsed() >= SAVEPOINT_EVERY * self.savepoint_scale
+                g.changes - changes >= SAVEPOINT_CHANGES * u64::from(self.far_scale)
+                    || at.elapsed() >= SAVEPOINT_EVERY * self.far_scale
             }
         };
         if !due {
@@ -533,7 +540,7 @@ mod tests {
         // aside: the test runs well within SAVEPOINT_EVERY).
         let spacing = |round_trip: Duration| {
             let mut t = txns(0);
-            t.space_savepoints(round_trip);
+            t.space_for(round_trip);
             t.begin(Lsn(10));
             t.commit(Lsn(20), "ts".into());
             t.begin(Lsn(30));
@@ -600,5 +607,34 @@ mod tests {
         assert!(!t.group_full());
         t.count(10);
         assert!(t.group_full());
+    }
+
+    #[test]
+    fn a_far_destination_gets_groups_as_many_times_larger_as_its_savepoints_are_spaced() {
+        let full_after = |round_trip: Duration| {
+            let mut t = Transactions::new(
+                Lsn(0),
+                OidMap::default(),
+                GroupLimits {
+                    changes: 100,
+                    bytes: u64::MAX,
+                    age: Duration::from_secs(3600),
+                },
+            );
+            t.space_for(round_trip);
+            t.begin(Lsn(1));
+            let mut n = 0;
+            while !t.group_full() {
+                t.count(1);
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(full_after(Duration::from_micros(80)), 100);
+        assert_eq!(full_after(Duration::from_millis(5)), 1000);
+        assert_eq!(
+            full_after(Duration::from_secs(1)),
+            100 * u64::from(MAX_SAVEPOINT_SCALE)
+        );
     }
 }
