@@ -111,6 +111,19 @@ fn err(what: String) -> impl FnOnce(tokio_postgres::Error) -> crate::error::Erro
     move |e| SqlError::new(what, e).into()
 }
 
+/// [`read`] of every `(schema, name)`, sent together: a far destination pays two round
+/// trips for all of them, not two per table. `replica_role` is taken as off (these are
+/// for checking definitions, not for applying).
+pub async fn read_all<'a>(
+    client: &Client,
+    names: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<Option<DestTable>>> {
+    futures_util::future::try_join_all(
+        names.map(|(schema, name)| read(client, schema, name, false)),
+    )
+    .await
+}
+
 /// Reads `schema.name` from the destination's catalog; `None` when there is no such
 /// table. `replica_role`: `session_replication_role = replica` is in effect (it decides
 /// which triggers fire).

@@ -50,30 +50,30 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
     let client = connect_client(info, "destination").await?;
     let target = info.host_display();
     let ctx = |what: &str| format!("preparing the destination session ({what})");
-    client
-        .batch_execute(
-            "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; \
-             SET synchronous_commit = off",
-        )
-        .await
-        .map_err(|e| SqlError::new(ctx("settings"), e))?;
-    let version_num = client
-        .query_typed("SHOW server_version_num", &[])
-        .await
-        .map_err(|e| SqlError::new(ctx("version"), e))?
-        .first()
-        .and_then(|r| r.get::<_, String>(0).parse().ok())
+    // The settings, the version and the replica role go out together: one round trip.
+    // `plan_cache_mode` (12+): apply statements find rows by key. A custom plan for a long
+    // run of keys guesses a hash join over a sequential scan of the whole table (the
+    // array's length looks like many rows); the generic plan is the index lookup per key
+    // that is wanted.
+    let settings = client.simple_query(
+        "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; \
+         SET synchronous_commit = off; \
+         SELECT pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false) \
+         WHERE pg_catalog.current_setting('server_version_num')::int >= 120000; \
+         SHOW server_version_num",
+    );
+    let (settings, replica_role) = tokio::join!(settings, set_replica_role(&client));
+    let version_num = settings
+        .map_err(|e| SqlError::new(ctx("settings"), e))?
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
+            _ => None,
+        })
+        .last()
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    if version_num >= 120000 {
-        // Apply statements find rows by key. A custom plan for a long run of keys guesses
-        // a hash join over a sequential scan of the whole table (the array's length looks
-        // like many rows); the generic plan is the index lookup per key that is wanted.
-        client
-            .batch_execute("SET plan_cache_mode = force_generic_plan")
-            .await
-            .map_err(|e| SqlError::new(ctx("plan_cache_mode"), e))?;
-    }
-    let replica_role = set_replica_role(&client).await?;
+    let replica_role = replica_role?;
     if !replica_role {
         tracing::warn!(
             "cannot set session_replication_role = replica on the destination (it needs a superuser, a role granted SET on it, or the aiven_extras extension): triggers and foreign keys on the destination fire while changes are applied"
@@ -140,16 +140,18 @@ pub async fn prepare_apply(dest: &Dest, name: &str) -> Result<ApplySetup> {
     })
 }
 
-/// The destination's round trip: the fastest of three trivial queries.
+/// The destination's round trip: the fastest of three trivial queries, sent together
+/// (the first reply comes back one round trip after they went out; one round trip in
+/// all, not three).
 pub async fn round_trip(client: &Client) -> Result<std::time::Duration> {
-    let mut best = std::time::Duration::MAX;
-    for _ in 0..3 {
+    let timed = || async {
         let t0 = std::time::Instant::now();
         client
             .simple_query("")
             .await
-            .map_err(|e| SqlError::new("timing a round trip to the destination", e))?;
-        best = best.min(t0.elapsed());
-    }
-    Ok(best)
+            .map(|_| t0.elapsed())
+            .map_err(|e| SqlError::new("timing a round trip to the destination", e))
+    };
+    let (a, b, c) = tokio::join!(timed(), timed(), timed());
+    Ok(a?.min(b?).min(c?))
 }

@@ -17,9 +17,7 @@
 //! The initial copy already uses binary COPY per table where every column is of the same
 //! built-in type on both sides; `off` makes it text too.
 
-use tokio_postgres::Client;
-
-use crate::apply::table;
+use crate::apply::table::DestTable;
 use crate::apply::values::{self, ValueFormat};
 use crate::error::{Error, Result};
 use crate::source::tables::PublishedTable;
@@ -37,14 +35,15 @@ pub enum BinaryMode {
 }
 
 /// The first published column of `tables` that cannot travel in binary into the
-/// destination, and why; `None` when every one can. A table missing on the destination
-/// is passed over (reported where its rows are first written).
-pub async fn first_refused(
-    dest: &Client,
+/// destination, and why; `None` when every one can. `dests`: each table as the
+/// destination's catalog has it ([`super::schema::prepare`] read them), `None` for one
+/// missing there, which is passed over (reported where its rows are first written).
+pub fn first_refused(
     tables: &[PublishedTable],
-) -> Result<Option<(String, String)>> {
-    for t in tables {
-        let Some(d) = table::read(dest, &t.schema, &t.name, false).await? else {
+    dests: &[Option<DestTable>],
+) -> Option<(String, String)> {
+    for (t, d) in tables.iter().zip(dests) {
+        let Some(d) = d else {
             continue;
         };
         for c in &t.columns {
@@ -55,24 +54,25 @@ pub async fn first_refused(
                 continue; // the destination computes it: no value of it is written
             }
             if let Some(why) = values::binary_refusal(c.type_oid, dc) {
-                return Ok(Some((
+                return Some((
                     format!("\"{}\" of table {}", c.name, t.qualified_name()),
                     why,
-                )));
+                ));
             }
         }
     }
-    Ok(None)
+    None
 }
 
 /// The stream's format under `mode` for a source of `server_version_num` and these
-/// published `tables`; `text_only` once a run met a column that could not (`auto`).
-pub async fn choose(
+/// published `tables` (`dests`: as the destination has them); `text_only` once a run met a
+/// column that could not (`auto`).
+pub fn choose(
     mode: BinaryMode,
     text_only: bool,
     server_version_num: u32,
-    dest: &Client,
     tables: &[PublishedTable],
+    dests: &[Option<DestTable>],
 ) -> Result<ValueFormat> {
     if mode == BinaryMode::Off || (mode == BinaryMode::Auto && text_only) {
         return Ok(ValueFormat::Text);
@@ -86,7 +86,7 @@ pub async fn choose(
             _ => Ok(ValueFormat::Text),
         };
     }
-    match first_refused(dest, tables).await? {
+    match first_refused(tables, dests) {
         None => Ok(ValueFormat::Binary),
         Some((column, why)) if mode == BinaryMode::On => Err(Error::BinaryRefused { column, why }),
         Some((column, why)) => {

@@ -138,15 +138,23 @@ pub async fn run(
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let refreshed = &carry.refreshed;
     let name = opts.name.clone();
-    let dest = dest::connect(&opts.dest).await?;
-    crate::state::setup(&dest.client).await?;
+    // The destination's start-up and the source's go on at the same time: either may be
+    // far away, and neither needs the other until the stored progress is checked against
+    // the source. The first failure ends both.
+    let dest_side = async {
+        let dest = dest::connect(&opts.dest).await?;
+        crate::state::setup(&dest.client).await?;
+        let setup = dest::prepare_apply(&dest, &name).await?;
+        let stored = progress::read(&dest.client, &name).await?;
+        Ok::<_, Error>((dest, setup, stored))
+    };
+    let requested = requested(opts);
+    let source_side = start::connect(&opts.source, &opts.slot, &requested);
+    let ((dest, setup, stored), prepared) = tokio::try_join!(dest_side, source_side)?;
     let dest::ApplySetup {
         round_trip: dest_round_trip,
         own_origin,
-    } = dest::prepare_apply(&dest, &name).await?;
-    let stored = progress::read(&dest.client, &name).await?;
-
-    let prepared = start::connect(&opts.source, &opts.slot, &requested(opts)).await?;
+    } = setup;
     let (mut conn, mut options, identify) = (prepared.conn, prepared.options, prepared.identify);
     preflight::check_stored(&stored, &identify.systemid, &opts.slot, &name)?;
     let tables = tables::published_tables(&mut conn, &opts.publications).await?;
@@ -154,7 +162,7 @@ pub async fn run(
         &tables,
         tables::publishes_changes(&mut conn, &opts.publications).await?,
     );
-    schema::prepare(&dest.client, &tables, opts.schema).await?;
+    let dests = schema::prepare(&dest.client, &tables, opts.schema).await?;
     // The stream's format: binary where every column the destination is written takes it,
     // decided (and `--binary on` refused) before the slot or any copy is made. A column
     // that changes later is met by the apply's own check of every Relation message.
@@ -162,10 +170,9 @@ pub async fn run(
         opts.binary,
         carry.text_only,
         conn.server_version_num(),
-        &dest.client,
         &tables,
-    )
-    .await?;
+        &dests,
+    )?;
     if format == crate::apply::values::ValueFormat::Binary {
         options.binary = Some(true);
     }

@@ -125,15 +125,26 @@ async fn check_full_identity(
     )))
 }
 
-/// Checks (and with `create`, makes) the destination's definitions of `tables`.
-pub async fn prepare(client: &Client, tables: &[PublishedTable], mode: SchemaMode) -> Result<()> {
+/// Checks (and with `create`, makes) the destination's definitions of `tables`; returns
+/// each as the destination has it then (`None`: missing, under `--schema skip`). Every
+/// table's catalog is read at once (two round trips for all of them); a table created or
+/// given columns is read again.
+pub async fn prepare(
+    client: &Client,
+    tables: &[PublishedTable],
+    mode: SchemaMode,
+) -> Result<Vec<Option<DestTable>>> {
+    let mut dests = table::read_all(
+        client,
+        tables.iter().map(|t| (t.schema.as_str(), t.name.as_str())),
+    )
+    .await?;
     if mode == SchemaMode::Skip {
-        return Ok(());
+        return Ok(dests);
     }
     let mut equality = Equality::default();
-    for t in tables {
-        let dest = table::read(client, &t.schema, &t.name, false).await?;
-        let dest = match (dest, mode) {
+    for (t, slot) in tables.iter().zip(dests.iter_mut()) {
+        let dest = match (slot.take(), mode) {
             (None, SchemaMode::Verify) => {
                 return Err(Error::Config(format!(
                     "table {} is published on the source but does not exist on the destination: create it (pg_dump --schema-only --table …), or run sync with --schema create",
@@ -142,6 +153,7 @@ pub async fn prepare(client: &Client, tables: &[PublishedTable], mode: SchemaMod
             }
             (None, _) => {
                 create_table(client, t).await?;
+                *slot = table::read(client, &t.schema, &t.name, false).await?;
                 continue;
             }
             (Some(d), _) => d,
@@ -175,8 +187,9 @@ pub async fn prepare(client: &Client, tables: &[PublishedTable], mode: SchemaMod
             dest
         };
         check_full_identity(client, t, &dest, &mut equality).await?;
+        *slot = Some(dest);
     }
-    Ok(())
+    Ok(dests)
 }
 
 async fn check_types(client: &Client, t: &PublishedTable, cols: &[&PublishedColumn]) -> Result<()> {
