@@ -311,6 +311,9 @@ async fn relay(
     let _ = server.shutdown().await;
 }
 
+/// How early a delayed piece may go: about what a thread's sleep overshoots by.
+const EARLY_ENOUGH: Duration = Duration::from_micros(100);
+
 /// One direction of a delayed connection: what is read is written `delay` later, while
 /// reading goes on (a reading thread and a writing one; they end with the connection).
 fn one_way(
@@ -342,10 +345,14 @@ fn one_way(
         // second, whatever the delay.
         let mut next = None;
         while let Some((at, mut bytes)) = next.take().or_else(|| rx.recv().ok()) {
-            if let Some(wait) = at.checked_duration_since(std::time::Instant::now()) {
+            // A wait shorter than a sleep's own overshoot is not slept: the piece goes up
+            // to that much early, instead of capping the relay at one piece per sleep.
+            if let Some(wait) = at.checked_duration_since(std::time::Instant::now())
+                && wait > EARLY_ENOUGH
+            {
                 std::thread::sleep(wait);
             }
-            let now = std::time::Instant::now();
+            let now = std::time::Instant::now() + EARLY_ENOUGH;
             while let Ok((later, more)) = rx.try_recv() {
                 if later > now {
                     next = Some((later, more));
