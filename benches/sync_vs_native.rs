@@ -85,6 +85,14 @@ fn main() {
     let large_rows = env_u64("PGSUB_BENCH_LARGE_ROWS", 2_000_000);
     let s = Cluster::start(ClusterOptions::default()).expect("source cluster");
     let d = Cluster::start(ClusterOptions::default()).expect("destination cluster");
+    // The launcher starts an apply worker at most every wal_retrieve_retry_interval (5 s):
+    // a subscription made within that of the previous one's start would wait for it, which
+    // is the benchmark's doing, not the subscription's (found in far_destination).
+    psql(
+        &d,
+        "postgres",
+        "ALTER SYSTEM SET wal_retrieve_retry_interval = '50ms'; SELECT pg_reload_conf()",
+    );
     eprintln!("PostgreSQL {}", s.bin().version);
 
     // ---------------- apply ----------------
