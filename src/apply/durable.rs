@@ -159,14 +159,12 @@ impl Durability {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // Typed: one round trip, no separate prepare (a far destination pays each).
         let flushed: Lsn = client
-            .query_typed("SELECT pg_catalog.pg_current_wal_flush_lsn()::text", &[])
+            .query_one("SELECT pg_catalog.pg_current_wal_flush_lsn()::text", &[])
             .await
             .map_err(sql_err("reading the destination's WAL flush position"))?
-            .first()
-            .and_then(|r| r.get::<_, Option<String>>(0))
-            .and_then(|v| v.parse().ok())
+            .get::<_, String>(0)
+            .parse()
             .unwrap_or_default();
         self.flushed(flushed);
         Ok(())
