@@ -63,6 +63,8 @@ pub async fn connect(info: &Conninfo) -> Result<Dest> {
          SHOW server_version_num",
     );
     let (settings, replica_role) = tokio::join!(settings, set_replica_role(&client));
+    // The version is the last row: SHOW comes last (the set_config SELECT returns one
+    // before it on 12+).
     let version_num = settings
         .map_err(|e| SqlError::new(ctx("settings"), e))?
         .iter()

@@ -162,7 +162,7 @@ fn options(rng: &mut Rng, version: u32, two_phase: bool) -> (Vec<String>, String
 /// and an ALTER TABLE queued behind it waits for ever (the replica's next change of the
 /// table queues behind the ALTER, and its COMMIT PREPARED behind that change).
 fn no_prepared_transactions(twin: &Twin) {
-    let target = twin.source("SELECT pg_catalog.pg_current_wal_lsn()");
+    let target = support::current_wal(twin.src, &twin.db);
     let confirmed = format!(
         "SELECT count(*) FROM pg_catalog.pg_replication_slots \
          WHERE slot_name IN ('{}', '{}') AND confirmed_flush_lsn >= '{target}'",
